@@ -1,0 +1,42 @@
+"""One settings object for every stage: defaults here, `RECS_*` variables and CLI flags on top."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_cache_dir() -> Path:
+    """The user's cache directory for downloaded datasets (XDG on Linux)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "recs"
+
+
+class Settings(BaseSettings):
+    """Everything a run can change. Precedence: CLI flag > `RECS_<NAME>` > default."""
+
+    model_config = SettingsConfigDict(env_prefix="RECS_", extra="forbid")
+
+    data: str | None = Field(
+        None, description="MovieLens folder, .zip, or http(s) URL of a zip; default: ml-latest-small"
+    )
+    cache: Path = Field(default_factory=default_cache_dir, description="download cache folder")
+    db: Path = Field(Path("~/.lancedb"), description="LanceDB database folder")
+    table: str = Field("movielens_small", description="LanceDB table name")
+    out: Path = Field(Path("output"), description="folder that holds run folders and `latest`")
+    dim: int = Field(64, ge=2, le=1024, description="embedding dimension (SVD rank)")
+    top_k: int = Field(10, ge=1, le=1000, description="neighbours per movie")
+    engine: Literal["lancedb", "exact"] = Field(
+        "lancedb", description="top-k engine: LanceDB batch search or in-process exact"
+    )
+    batch_size: int = Field(1024, ge=1, description="query vectors per top-k batch")
+    threads: int = Field(2, ge=1, description="BLAS threads")
+    seed: int = Field(0, description="seed for every random choice (SVD start vector, holdouts)")
+    keep: int = Field(7, ge=1, description="run folders to keep after a successful publish")
+
+    def resolved_db(self) -> Path:
+        return self.db.expanduser()

@@ -1,0 +1,49 @@
+-- one row per movie in movies.csv with its links and rating statistics
+with movies as (
+
+    select * from movies
+
+),
+
+links as (
+
+    select * from links
+
+),
+
+ratings as (
+
+    select * from ratings
+
+),
+
+rating_stats as (
+
+    select
+        movie_id,
+        count(*)::integer as n_ratings,
+        avg(rating)::float as mean_rating
+    from ratings
+    group by movie_id
+
+),
+
+final as (
+
+    select
+        movies.movie_id,
+        trim(movies.title) as title,
+        movies.genres,
+        try_cast(regexp_extract(trim(movies.title), '\((\d{4})(?:[-–]\d{0,4})?\)$', 1) as smallint) as year,
+        try_cast(links.imdb_text as bigint) as imdb_id,
+        links.tmdb_id,
+        coalesce(rating_stats.n_ratings, 0) as n_ratings,
+        rating_stats.mean_rating
+    from movies
+    left join links using (movie_id)
+    left join rating_stats using (movie_id)
+    order by movies.movie_id
+
+)
+
+select * from final
