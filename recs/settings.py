@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECS_", extra="forbid")
 
     data: str | None = Field(
-        None, description="MovieLens folder, .zip, or http(s) URL of a zip; default: ml-latest-small"
+        None,
+        description="MovieLens folder, .zip, or http(s) URL of a zip (default: ml-latest-small)",
     )
     cache: Path = Field(default_factory=default_cache_dir, description="download cache folder")
     db: Path = Field(Path("~/.lancedb"), description="LanceDB database folder")

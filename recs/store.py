@@ -1,0 +1,108 @@
+"""The movie embeddings in LanceDB: the `Content` row model, writing the table, querying it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from lancedb.pydantic import LanceModel, Vector
+from numpy.typing import NDArray
+
+from recs.embed import Embeddings
+
+log = logging.getLogger(__name__)
+
+METRIC = "cosine"  # vectors are unit length; LanceDB returns 1 - cos as `_distance`
+
+
+def content_model(dim: int) -> type[LanceModel]:
+    """The `Content` row model for vectors of `dim` floats."""
+
+    class Content(LanceModel):
+        movie_id: int
+        vector: Vector(dim)  # type: ignore[valid-type]
+        genres: str
+        title: str
+        imdb_id: int | None
+        year: int | None = None
+        n_ratings: int = 0
+
+    return Content
+
+
+def content_table(embeddings: Embeddings, movies: pa.Table) -> pa.Table:
+    """Arrow rows of `Content` for every embedded movie, metadata joined by movie_id."""
+    dim = embeddings.vectors.shape[1]
+    schema = content_model(dim).to_arrow_schema()
+    meta = movies.select(["movie_id", "genres", "title", "imdb_id", "year", "n_ratings"])
+    position = {int(m): i for i, m in enumerate(meta["movie_id"].to_numpy())}
+    rows = pa.array([position[int(m)] for m in embeddings.movie_ids], pa.int64())
+    meta = meta.take(rows)
+    flat = pa.array(embeddings.vectors.reshape(-1), pa.float32())
+    vectors = pa.FixedSizeListArray.from_arrays(flat, dim)
+    columns = {
+        "movie_id": pa.array(embeddings.movie_ids, pa.int64()),
+        "vector": vectors,
+        "genres": meta["genres"],
+        "title": meta["title"],
+        "imdb_id": meta["imdb_id"],
+        "year": meta["year"].cast(pa.int64()),
+        "n_ratings": meta["n_ratings"].cast(pa.int64()),
+    }
+    return pa.table([columns[f.name] for f in schema], schema=schema)
+
+
+def connect(db: Path):
+    """The LanceDB database at `db` (a local folder)."""
+    import lancedb
+
+    return lancedb.connect(str(db))
+
+
+def write_table(db: Path, name: str, rows: pa.Table):
+    """Replace table `name` with `rows` in one write; the previous version stays restorable."""
+    started = time.perf_counter()
+    conn = connect(db)
+    if name in conn.list_tables().tables:
+        table = conn.open_table(name)
+        table.add(rows, mode="overwrite")
+    else:
+        table = conn.create_table(name, data=rows, schema=rows.schema)
+    log.info(
+        "stored %d vectors in LanceDB %s/%s (version %d) in %.2f s",
+        rows.num_rows, db, name, table.version, time.perf_counter() - started,
+    )
+    return table
+
+
+def batch_search(
+    table, queries: NDArray[np.float32], limit: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Nearest neighbours of many query vectors in one LanceDB call.
+
+    queries: (n, dim). Returns movie ids (n, limit) and cosine similarities (n, limit), each
+    row best first; rows are padded with -1 / -inf when the table has fewer than `limit` rows.
+    """
+    result = (
+        table.search(queries)
+        .distance_type(METRIC)
+        .limit(limit)
+        .select(["movie_id"])
+        .to_arrow()
+    )
+    qi = result["query_index"].to_numpy()
+    ids = result["movie_id"].to_numpy()
+    sims = 1.0 - result["_distance"].to_numpy().astype(np.float64)
+    order = np.lexsort((-sims, qi))
+    qi, ids, sims = qi[order], ids[order], sims[order]
+    n = len(queries)
+    out_ids = np.full((n, limit), -1, np.int64)
+    out_sims = np.full((n, limit), -np.inf)
+    starts = np.searchsorted(qi, np.arange(n))
+    slot = np.arange(len(qi)) - starts[qi]
+    out_ids[qi, slot] = ids
+    out_sims[qi, slot] = sims
+    return out_ids, out_sims
