@@ -1,0 +1,400 @@
+"""Resolve `--data` to a local MovieLens-latest folder (ratings.csv, movies.csv, links.csv).
+
+Inputs: nothing (the pinned ml-latest-small, downloaded once), a MovieLens-latest folder, a .zip
+of one, an http(s) URL of such a zip, or an ml-100k folder (converted once). Everything fetched,
+extracted or converted lives in the cache folder. Each cache entry is built in a staging folder
+inside the cache and renamed into place only when complete, so a killed run leaves either no
+entry or a whole one, and a concurrent reader never sees half an entry.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import logging
+import os
+import re
+import shutil
+import ssl
+import stat
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+
+import duckdb
+
+from recs.errors import InputError
+from recs.sqlfiles import load_sql
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
+DEFAULT_NAME = "ml-latest-small"
+# sha256 of the files inside GroupLens's ml-latest-small.zip (generated 2018-09-26); we pin the
+# extracted files, not the zip, because the zip's own bytes were never seen from this network
+DEFAULT_PINS: Mapping[str, str] = MappingProxyType({
+    "README.txt": "63d22ac138e80fae37021797ed8e1b9424b5239dc576a137422adf783ae3f404",
+    "ratings.csv": "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
+    "movies.csv": "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07",
+    "links.csv": "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
+    "tags.csv": "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
+})
+REQUIRED_FILES = ("ratings.csv", "movies.csv", "links.csv")
+ML100K_FILES = ("u.data", "u.item")
+# part of the ml-100k cache key: bump it when the conversion SQL changes so old entries are unused
+ML100K_VERSION = 1
+DOWNLOAD_TIMEOUT_S = 60.0
+STALE_STAGING_S = 24 * 3600.0
+_CHUNK = 1 << 20
+_USAGE = "pass a MovieLens folder, a .zip of one, an http(s) URL of a zip, or an ml-100k folder"
+
+
+def sha256_file(path: Path, chunk_size: int = _CHUNK) -> str:
+    """Hex sha256 of a file, read in `chunk_size`-byte pieces (constant memory)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dataset_files(folder: Path) -> dict[str, Path]:
+    """The input files a run reads from a MovieLens-latest folder: {file name: path}.
+
+    Keys are REQUIRED_FILES (ratings.csv, movies.csv, links.csv); raises InputError naming
+    the missing ones.
+    """
+    missing = _missing(folder, REQUIRED_FILES)
+    if missing:
+        raise InputError(
+            f"{folder}: missing {', '.join(missing)}; point --data at the folder that holds "
+            "ratings.csv, movies.csv and links.csv (MovieLens-latest format)"
+        )
+    return {name: Path(folder) / name for name in REQUIRED_FILES}
+
+
+def resolve_data(
+    data: str | None,
+    cache: Path,
+    *,
+    default_url: str = DEFAULT_URL,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
+    """A local MovieLens-latest folder for `data` (see the module docstring for what it may be).
+
+    data: None or blank -> ml-latest-small from `default_url`, checked against DEFAULT_PINS;
+    a folder; a .zip file; an http(s) URL of a zip. cache: folder for downloads and conversions
+    (created if needed). timeout: seconds per network operation (connect, each read).
+    Raises InputError with a one-line message for anything the user must fix.
+    """
+    started = time.perf_counter()
+    cache = Path(cache).expanduser()
+    if data is None or not data.strip():
+        folder, how = _default_dataset(cache, default_url, timeout)
+    elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", data):
+        folder, how = _from_url(data, cache, timeout)
+    else:
+        folder, how = _from_path(Path(data).expanduser(), cache)
+    log.info("data: %s -> %s in %.2f s", how, folder, time.perf_counter() - started)
+    return folder
+
+
+# --- the kinds of input ---------------------------------------------------------------------
+
+
+def _default_dataset(cache: Path, url: str, timeout: float) -> tuple[Path, str]:
+    entry = cache / DEFAULT_NAME
+    if entry.is_dir():
+        bad = _pin_mismatches(entry)
+        if bad:
+            raise InputError(
+                f"{entry}: cached {DEFAULT_NAME} was altered ({', '.join(bad)} no longer match "
+                f"the pinned sha256); delete {entry} and run again to download it afresh"
+            )
+        return entry, f"cache hit for {DEFAULT_NAME}"
+    with _staging(cache) as tmp:
+        hint = f"download {DEFAULT_NAME}.zip elsewhere and pass it with --data"
+        archive = _download(url, tmp, timeout, hint)
+        root = _extract(archive, tmp / "x", url)
+        bad = _pin_mismatches(root)
+        if bad:
+            raise InputError(
+                f"{url}: {', '.join(bad)} do not match the pinned sha256 of {DEFAULT_NAME} "
+                f"(2018-09-26), so nothing was cached; check the URL, or {hint}"
+            )
+        _publish(root, entry)
+    return entry, f"downloaded {url} and verified {DEFAULT_NAME}"
+
+
+def _from_url(url: str, cache: Path, timeout: float) -> tuple[Path, str]:
+    if not url.lower().startswith(("http://", "https://")):
+        raise InputError(f"{url}: only http:// and https:// URLs are supported; {_USAGE}")
+    # keyed by URL: a URL is fetched once, later runs reuse the entry without the network
+    entry = cache / f"url-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    how = f"cache hit for {url}"
+    if not entry.is_dir():
+        with _staging(cache) as tmp:
+            archive = _download(url, tmp, timeout, "or download the zip yourself, pass its path")
+            root = _extract(archive, tmp / "x", url)
+            _publish(root, entry)
+        how = f"downloaded and extracted {url}"
+    folder, converted = _as_latest(entry, cache, url)
+    return folder, f"{how}, {converted}" if converted else how
+
+
+def _from_path(path: Path, cache: Path) -> tuple[Path, str]:
+    if path.is_dir():
+        folder, converted = _as_latest(path, cache, str(path))
+        return folder, f"ml-100k folder {path}, {converted}" if converted else "local folder"
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; {_USAGE}")
+    if path.suffix.lower() != ".zip":
+        raise InputError(f"{path}: is a file but not a .zip; {_USAGE}")
+    # keyed by content: the same zip under any name or path is extracted once
+    entry = cache / f"zip-{sha256_file(path)[:16]}"
+    how = f"cache hit for {path}"
+    if not entry.is_dir():
+        with _staging(cache) as tmp:
+            root = _extract(path, tmp / "x", str(path))
+            _publish(root, entry)
+        how = f"extracted {path}"
+    folder, converted = _as_latest(entry, cache, str(path))
+    return folder, f"{how}, {converted}" if converted else how
+
+
+def _as_latest(folder: Path, cache: Path, source: str) -> tuple[Path, str | None]:
+    """`folder` if it is in MovieLens-latest format (and None), else its ml-100k conversion
+    (and how it was obtained: converted or a cache hit)."""
+    if any((folder / name).is_file() for name in REQUIRED_FILES):
+        missing = _missing(folder, REQUIRED_FILES)
+        if missing:
+            raise InputError(
+                f"{source}: missing {', '.join(missing)} beside "
+                f"{', '.join(n for n in REQUIRED_FILES if n not in missing)}; "
+                "a MovieLens-latest folder needs ratings.csv, movies.csv and links.csv"
+            )
+        return folder, None
+    if any((folder / name).is_file() for name in ML100K_FILES):
+        return _convert_ml100k(folder, cache, source)
+    raise InputError(
+        f"{source}: no ratings.csv, movies.csv or links.csv (nor ml-100k u.data/u.item) found; "
+        f"{_USAGE}"
+    )
+
+
+def _convert_ml100k(folder: Path, cache: Path, source: str) -> tuple[Path, str]:
+    """The ml-100k folder converted into MovieLens-latest CSVs (UTF-8), cached by content."""
+    missing = _missing(folder, ML100K_FILES)
+    if missing:
+        raise InputError(
+            f"{source}: ml-100k folder is missing {', '.join(missing)}; "
+            "it needs u.data and u.item as GroupLens ships them"
+        )
+    sums = "".join(f"{sha256_file(folder / n)}  {n}\n" for n in ML100K_FILES)
+    key = hashlib.sha256(f"ml100k-v{ML100K_VERSION}\n{sums}".encode()).hexdigest()[:16]
+    entry = cache / f"ml100k-{key}"
+    if entry.is_dir():
+        return entry, "cache hit for its conversion"
+    with _staging(cache) as tmp:
+        out = tmp / "ml100k"
+        out.mkdir()
+        params = {
+            "u_data": str(folder / "u.data"),
+            "u_item": str(folder / "u.item"),
+            "ratings_csv": str(out / "ratings.csv"),
+            "movies_csv": str(out / "movies.csv"),
+            "links_csv": str(out / "links.csv"),
+        }
+        con = duckdb.connect(config={"threads": 2})
+        try:
+            for name, keys in (
+                ("ml100k_ratings", ("u_data", "ratings_csv")),
+                ("ml100k_movies", ("u_item", "movies_csv")),
+                ("ml100k_links", ("movies_csv", "links_csv")),
+            ):
+                con.execute(load_sql(name), {k: params[k] for k in keys})
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{source}: cannot convert ml-100k ({first}); u.data must be tab-separated "
+                "user, item, rating, timestamp and u.item 24 '|'-separated fields"
+            ) from exc
+        finally:
+            con.close()
+        _publish(out, entry)
+    return entry, "converted from ml-100k"
+
+
+# --- zip, download, cache helpers -----------------------------------------------------------
+
+
+def _missing(folder: Path, names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if not (Path(folder) / name).is_file()]
+
+
+def _pin_mismatches(folder: Path) -> list[str]:
+    """Names in DEFAULT_PINS that are absent from `folder` or whose sha256 differs."""
+    return [
+        name for name, want in DEFAULT_PINS.items()
+        if not (folder / name).is_file() or sha256_file(folder / name) != want
+    ]
+
+
+def _download(url: str, dest: Path, timeout: float, hint: str) -> Path:
+    """Fetch `url` into `dest/download.zip`; the name appears only once every byte arrived."""
+    part, done = dest / "download.part", dest / "download.zip"
+    request = urllib.request.Request(url, headers={"User-Agent": "recs (python urllib)"})
+    received, expected = 0, None
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, part.open("wb") as out:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except urllib.error.HTTPError as exc:
+        raise InputError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; {hint}") from exc
+    except urllib.error.URLError as exc:
+        raise InputError(f"cannot download {url}: {exc.reason}; {hint}") from exc
+    except (TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise InputError(f"cannot download {url}: {reason}; {hint}") from exc
+    if expected is not None and received != expected:
+        raise InputError(
+            f"cannot download {url}: got {received} of {expected} bytes; run again, or {hint}"
+        )
+    os.replace(part, done)
+    return done
+
+
+def _extract(archive: Path, dest: Path, source: str) -> Path:
+    """Extract `archive` into `dest` safely; the dataset folder: `dest` or its one sub-folder.
+
+    Refuses entries that would land outside `dest` (absolute, `..`, drive letters),
+    symlinks, and duplicate names, before writing anything.
+    """
+    dest.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for info in members:
+                _check_member(info, dest, source)
+            for info in members:
+                target = dest / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, target.open("xb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+    except FileExistsError as exc:
+        raise InputError(
+            f"{source}: the zip holds {Path(exc.filename).name!r} twice; refusing it, "
+            "rebuild the zip"
+        ) from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+        raise InputError(
+            f"{source}: not a readable zip (truncated or corrupt: {exc}); "
+            "download or copy it again"
+        ) from exc
+    return _dataset_root(dest, source)
+
+
+def _check_member(info: zipfile.ZipInfo, dest: Path, source: str) -> None:
+    name = info.filename
+    parts = re.split(r"[/\\]", name)
+    unsafe = (
+        name.startswith(("/", "\\"))
+        or re.match(r"^[A-Za-z]:", name) is not None
+        or ".." in parts
+        or "\x00" in name
+        or not (dest / name).resolve().is_relative_to(dest.resolve())
+    )
+    if unsafe:
+        raise InputError(
+            f"{source}: zip entry {name!r} would land outside the extraction folder; "
+            "refusing the zip, rebuild it with relative paths"
+        )
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise InputError(
+            f"{source}: zip entry {name!r} is a symlink; refusing the zip, "
+            "rebuild it with plain files"
+        )
+
+
+def _dataset_root(top: Path, source: str) -> Path:
+    """`top` if it holds dataset files, else its only sub-folder that does."""
+    markers = REQUIRED_FILES + ML100K_FILES
+    if any((top / name).is_file() for name in markers):
+        return top
+    candidates = [
+        sub for sub in sorted(top.iterdir())
+        if sub.is_dir() and not sub.name.startswith(("__MACOSX", "."))
+        and any((sub / name).is_file() for name in markers)
+    ]
+    if len(candidates) == 1:
+        return candidates[0]
+    where = "several sub-folders" if candidates else "neither its top level nor a sub-folder"
+    raise InputError(
+        f"{source}: the zip has {where} holding ratings.csv, movies.csv and links.csv; "
+        "zip exactly one MovieLens folder"
+    )
+
+
+@contextmanager
+def _staging(cache: Path) -> Iterator[Path]:
+    """A fresh folder inside `cache` (same filesystem, so renames out of it are atomic)."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        _sweep_stale(cache)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
+    except OSError as exc:
+        raise InputError(f"{cache}: cannot write the cache folder ({exc}); pass a writable "
+                         "--cache") from exc
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sweep_stale(cache: Path) -> None:
+    """Remove staging folders a killed run left behind (older than STALE_STAGING_S)."""
+    cutoff = time.time() - STALE_STAGING_S
+    for stale in cache.glob(".tmp-*"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass  # another process removed it first
+
+
+def _publish(staged: Path, entry: Path) -> None:
+    """Rename the complete folder `staged` to `entry`; if another run got there first, keep its."""
+    for path in sorted(staged.rglob("*")):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # data on disk before the name, so a power cut can't leave holes
+            finally:
+                os.close(fd)
+    try:
+        os.rename(staged, entry)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and entry.is_dir():
+            return  # a concurrent run published the same entry; the caller's staging is dropped
+        raise
+    fd = os.open(entry.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
