@@ -9,6 +9,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -62,6 +64,8 @@ class Server:
     hits: list[str] = field(default_factory=list)
     port: int = 0
     stop: object = None
+    half_sent: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -88,6 +92,13 @@ def server() -> Iterator[Server]:
                 return
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if self.path.startswith("/slow"):
+                # half now, the rest once the test says so: a download that is in flight
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                state.half_sent.set()
+                state.release.wait(10)
+                body = body[len(body) // 2 :]
             self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
@@ -104,6 +115,7 @@ def server() -> Iterator[Server]:
 
     state.stop = stop
     yield state
+    state.release.set()
     if thread.is_alive():
         stop()
 
@@ -339,6 +351,27 @@ def test_url_is_downloaded_once(tmp_path: Path, server: Server) -> None:
     assert resolve_data(server.url("/d.zip"), cache) == folder
     assert server.hits == ["/d.zip"]
     assert cache_entries(cache) == [folder.name]
+
+
+def test_killed_download_leaves_no_entry(tmp_path: Path, server: Server) -> None:
+    body = make_zip(tmp_path / "d.zip", LATEST | {"pad.bin": os.urandom(200_000)}).read_bytes()
+    server.files["/slow.zip"] = body
+    cache = tmp_path / "cache"
+    code = "import sys; from pathlib import Path; from recs.source import resolve_data; "
+    code += "resolve_data(sys.argv[1], Path(sys.argv[2]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, server.url("/slow.zip"), str(cache)])
+    try:
+        assert server.half_sent.wait(20)
+        time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    staged = [p for p in cache.rglob("*") if p.is_file()]
+    assert [p.name for p in staged] == ["download.part"]  # no complete-looking file
+    assert all(n.startswith(".tmp-") for n in cache_entries(cache))
+    server.release.set()
+    folder = resolve_data(server.url("/slow.zip"), cache)
+    assert (folder / "ratings.csv").read_bytes() == RATINGS
 
 
 def test_url_404(tmp_path: Path, server: Server) -> None:
