@@ -1,0 +1,187 @@
+"""recs.synth: a synthetic MovieLens folder with the right format, counts and shape."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.sparse.linalg import svds
+
+from recs.ingest import read_dataset
+from recs.synth import GENRES, NO_GENRES, write_synthetic
+
+USERS, MOVIES, RATINGS = 1500, 3000, 120_000
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    write_synthetic(out, USERS, MOVIES, RATINGS, seed=7)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ratings(folder: Path) -> np.ndarray:
+    """(n, 4) float64: userId, movieId, rating, timestamp."""
+    return np.loadtxt(folder / "ratings.csv", delimiter=",", skiprows=1)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    write_synthetic(a, 200, 400, 8000, seed=3)
+    write_synthetic(b, 200, 400, 8000, seed=3)
+    write_synthetic(c, 200, 400, 8000, seed=4)
+    for name in ("ratings.csv", "movies.csv", "links.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        assert (a / name).read_bytes() != (c / name).read_bytes(), name
+
+
+def test_headers_are_movielens_exactly(folder: Path) -> None:
+    first = {name: (folder / name).read_bytes().split(b"\n", 1)[0] for name in
+             ("ratings.csv", "movies.csv", "links.csv")}
+    assert first == {
+        "ratings.csv": b"userId,movieId,rating,timestamp",
+        "movies.csv": b"movieId,title,genres",
+        "links.csv": b"movieId,imdbId,tmdbId",
+    }
+
+
+def test_requested_counts_and_every_user_rates_a_few(ratings: np.ndarray, folder: Path) -> None:
+    assert len(ratings) == RATINGS
+    users, per_user = np.unique(ratings[:, 0], return_counts=True)
+    assert users.tolist() == list(range(1, USERS + 1))
+    assert per_user.min() >= 5
+    assert len(read_rows(folder / "movies.csv")) == MOVIES + 1
+    assert len(read_rows(folder / "links.csv")) == MOVIES + 1
+
+
+def test_no_pair_twice_and_rows_sorted_by_user_then_movie(ratings: np.ndarray) -> None:
+    keys = ratings[:, 0].astype(np.int64) * 10**7 + ratings[:, 1].astype(np.int64)
+    assert len(np.unique(keys)) == len(keys)
+    assert np.all(np.diff(keys) > 0)
+
+
+def test_ratings_are_half_stars_skewed_to_three_and_four(ratings: np.ndarray) -> None:
+    stars = ratings[:, 2]
+    assert set(np.unique(stars)) == set(np.arange(1, 11) / 2)
+    counts = Counter(stars.tolist())
+    assert counts.most_common(1)[0][0] == 4.0
+    assert 3.3 < stars.mean() < 3.8
+    assert counts[3.0] + counts[3.5] + counts[4.0] > 0.5 * len(stars)
+
+
+def test_rating_text_is_one_decimal(folder: Path) -> None:
+    lines = (folder / "ratings.csv").read_text().splitlines()[1:200]
+    assert all(re.fullmatch(r"\d+,\d+,[0-5]\.[05],\d{9,10}", line) for line in lines)
+
+
+def test_timestamps_span_years_and_each_user_one_window(ratings: np.ndarray) -> None:
+    stamps = ratings[:, 3]
+    assert stamps.min() >= 820_454_400 and stamps.max() <= 1_697_068_800
+    assert stamps.max() - stamps.min() > 15 * 365 * 86_400
+    mine = stamps[ratings[:, 0] == 1]
+    assert mine.max() - mine.min() < 14 * 365 * 86_400
+
+
+def test_popularity_and_activity_are_heavy_tailed(ratings: np.ndarray) -> None:
+    per_movie = np.unique(ratings[:, 1], return_counts=True)[1]
+    per_user = np.unique(ratings[:, 0], return_counts=True)[1]
+    assert per_movie.max() > 20 * np.median(per_movie)
+    assert per_user.max() > 8 * np.median(per_user)
+
+
+def test_movie_ids_sparse_ascending_and_titles_quoted(folder: Path) -> None:
+    rows = read_rows(folder / "movies.csv")[1:]
+    ids = np.array([int(r[0]) for r in rows])
+    assert np.all(np.diff(ids) > 0)
+    assert np.any(np.diff(ids) > 1) and ids.max() <= 3 * MOVIES
+    titles = [r[1] for r in rows]
+    assert all(re.search(r" \((19|20)\d\d\)$", t) for t in titles)
+    assert any("," in t for t in titles) and any('"' in t for t in titles)
+    assert any(not t.isascii() for t in titles)
+    text = (folder / "movies.csv").read_text(encoding="utf-8")
+    assert '"The ""' in text  # inner quotes doubled, as RFC 4180 and MovieLens do
+    for _, _, genres in rows:
+        assert genres == NO_GENRES or (
+            set(genres.split("|")) <= set(GENRES) and genres.split("|") == sorted(genres.split("|"))
+        )
+
+
+def test_links_imdb_seven_digits_some_tmdb_empty(folder: Path) -> None:
+    rows = read_rows(folder / "links.csv")[1:]
+    assert all(re.fullmatch(r"\d{7}", r[1]) for r in rows)
+    assert any(r[1].startswith("0") for r in rows)
+    empty = sum(r[2] == "" for r in rows)
+    assert 0 < empty < 0.05 * len(rows)
+
+
+def test_latent_taste_co_rated_movies_share_genres(folder: Path, ratings: np.ndarray) -> None:
+    """Movies a user rates together share genres more than random pairs: real structure."""
+    genres = {int(r[0]): set(r[2].split("|")) for r in read_rows(folder / "movies.csv")[1:]}
+    rng = np.random.default_rng(0)
+
+    def jaccard(a: int, b: int) -> float:
+        return len(genres[a] & genres[b]) / len(genres[a] | genres[b])
+
+    users = ratings[:, 0].astype(int)
+    movies = ratings[:, 1].astype(int)
+    picks = rng.integers(0, len(ratings), 3000)
+    together = []
+    for i in picks:
+        theirs = movies[users == users[i]]
+        together.append(jaccard(movies[i], int(rng.choice(theirs))))
+    random_pairs = [jaccard(int(a), int(b)) for a, b in rng.choice(movies, (3000, 2))]
+    assert np.mean(together) > 1.2 * np.mean(random_pairs)
+
+
+def test_ratings_follow_latent_taste_not_noise(ratings: np.ndarray) -> None:
+    """After user and movie means, a rank-8 SVD of 80% of the ratings predicts the other 20%."""
+    users = ratings[:, 0].astype(int) - 1
+    movies = np.unique(ratings[:, 1], return_inverse=True)[1]
+    stars = ratings[:, 2]
+    train = np.random.default_rng(1).random(len(stars)) < 0.8
+    n_users, n_movies = users.max() + 1, movies.max() + 1
+    mu = stars[train].mean()
+    user_mean = np.bincount(users[train], stars[train] - mu, n_users) / np.maximum(
+        np.bincount(users[train], None, n_users), 1
+    )
+    resid = stars - mu - user_mean[users]
+    movie_mean = np.bincount(movies[train], resid[train], n_movies) / np.maximum(
+        np.bincount(movies[train], None, n_movies) + 5, 1
+    )
+    resid -= movie_mean[movies]
+    matrix = sparse.csr_array(
+        (resid[train], (users[train], movies[train])), shape=(n_users, n_movies)
+    )
+    u, s, vt = svds(matrix, k=8, random_state=0)
+    predicted = np.einsum("ij,ji->i", (u * s)[users[~train]], vt[:, movies[~train]])
+    assert np.corrcoef(predicted, resid[~train])[0, 1] > 0.15
+
+
+def test_read_dataset_reads_it(folder: Path) -> None:
+    ratings, movies = read_dataset(folder)
+    assert ratings.matrix.nnz == RATINGS
+    assert ratings.matrix.shape[0] == USERS
+    assert movies.num_rows == MOVIES
+    assert set(np.unique(ratings.matrix.data)) <= set(np.arange(1, 11) / 2)
+    titles = movies.column("title").to_pylist()
+    assert any('"' in t for t in titles) and all(t.endswith(")") for t in titles)
+    assert movies.column("year").null_count == 0
+    assert movies.column("imdb_id").null_count == 0
+    assert 0 < movies.column("tmdb_id").null_count < MOVIES
+
+
+@pytest.mark.parametrize(("users", "movies", "ratings"), [(0, 10, 10), (5, 10, 4), (10, 4, 30)])
+def test_impossible_counts_raise(tmp_path: Path, users: int, movies: int, ratings: int) -> None:
+    with pytest.raises(ValueError):
+        write_synthetic(tmp_path, users, movies, ratings)
