@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     out: Path = Field(Path("output"), description="folder that holds run folders and `latest`")
     dim: int = Field(64, ge=2, le=1024, description="embedding dimension (SVD rank)")
     top_k: int = Field(10, ge=1, le=1000, description="neighbours per movie")
-    engine: Literal["lancedb", "exact"] = Field(
-        "lancedb", description="top-k engine: LanceDB batch search or in-process exact"
+    engine: Literal["exact", "lancedb"] = Field(
+        "exact", description="top-k engine: in-process exact, or LanceDB batch search (same lists)"
     )
     batch_size: int = Field(1024, ge=1, description="query vectors per top-k batch")
     threads: int = Field(2, ge=1, description="BLAS threads")

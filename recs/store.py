@@ -12,6 +12,7 @@ from lancedb.pydantic import LanceModel, Vector
 from numpy.typing import NDArray
 
 from recs.embed import Embeddings
+from recs.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +107,57 @@ def batch_search(
     out_ids[qi, slot] = ids
     out_sims[qi, slot] = sims
     return out_ids, out_sims
+
+
+def vector_table(embeddings: Embeddings) -> pa.Table:
+    """Just movie_id and vector: enough for a scratch table to search."""
+    dim = embeddings.vectors.shape[1]
+    flat = pa.array(embeddings.vectors.reshape(-1), pa.float32())
+    return pa.table({
+        "movie_id": pa.array(embeddings.movie_ids, pa.int64()),
+        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+    })
+
+
+def open_table(db: Path, name: str):
+    """An existing table, or InputError saying how to create it."""
+    conn = connect(db)
+    if name not in conn.list_tables().tables:
+        raise InputError(
+            f"LanceDB {db} has no table {name!r}: run `recs run` first, or pass --db/--table"
+        )
+    return conn.open_table(name)
+
+
+def find_movies(table, query: str) -> list[tuple[int, str]]:
+    """Movies matching `query`: a movie id, else an exact title, else a case-insensitive
+    substring of titles. Returns (movie_id, title) pairs ordered by movie id."""
+    rows = table.to_lance().to_table(columns=["movie_id", "title"])
+    ids, titles = rows["movie_id"].to_pylist(), rows["title"].to_pylist()
+    pairs = sorted(zip(ids, titles, strict=True))
+    if query.strip().isdigit():
+        return [(m, t) for m, t in pairs if m == int(query)]
+    exact = [(m, t) for m, t in pairs if t == query.strip()]
+    if exact:
+        return exact
+    needle = query.strip().casefold()
+    return [(m, t) for m, t in pairs if needle in t.casefold()]
+
+
+def similar(table, movie_id: int, k: int) -> list[tuple[LanceModel, float]]:
+    """The k movies nearest to `movie_id` in `table` (itself excluded), as `Content` rows with
+    their cosine similarity, best first, equal scores by movie id."""
+    dim = table.schema.field("vector").type.list_size
+    model = content_model(dim)
+    me = table.search().where(f"movie_id = {int(movie_id)}").select(["vector"]).limit(1).to_list()
+    if not me:
+        raise InputError(f"movie {movie_id} has no vector in table {table.name!r}")
+    hits = table.search(me[0]["vector"]).distance_type(METRIC).limit(k + 1).to_list()
+    fields = set(model.model_fields)
+    scored = [
+        (model.model_validate({f: h[f] for f in fields if f in h}), 1.0 - float(h["_distance"]))
+        for h in hits
+        if h["movie_id"] != movie_id
+    ]
+    scored.sort(key=lambda pair: (-round(pair[1], 6), pair[0].movie_id))
+    return scored[:k]

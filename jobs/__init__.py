@@ -1,0 +1,1 @@
+"""Job definitions: each chains recs library stages; reading one reads the data flow."""

@@ -1,0 +1,154 @@
+"""The nightly job: MovieLens -> DuckDB -> SVD -> top-k -> Parquet + JSON + LanceDB.
+
+Everything is computed and written into a staging folder first; `latest` and the LanceDB
+table change only once every file is complete, so readers see yesterday's output or today's.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from recs import explain, neighbors, publish, store, write
+from recs.embed import embed
+from recs.ingest import read_dataset
+from recs.settings import Settings
+from recs.source import dataset_files, resolve_data, sha256_file
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Stages:
+    """Wall seconds per stage, in the order they ran."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 4)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    run_dir: Path
+    manifest: dict[str, Any]
+
+
+def run(settings: Settings, progress: Progress | None = None) -> RunResult:
+    """Run the whole job once; raises a RecsError subclass for anything the user can fix."""
+    started_at, t0 = datetime.now(UTC), time.perf_counter()
+    run_id = publish.new_run_id(started_at)
+    out, stages = settings.out, Stages()
+    with publish.run_lock(out), threadpool_limits(settings.threads, user_api="blas"):
+        with stages("fetch"):
+            folder = resolve_data(settings.data, settings.cache)
+            files = dataset_files(folder)
+        with ThreadPoolExecutor(1) as pool:
+            hashes = pool.submit(lambda: {n: _describe(p) for n, p in files.items()})
+            with stages("read"):
+                ratings, movies = read_dataset(folder, settings.threads)
+            with stages("embed"):
+                emb = embed(ratings, settings.dim, settings.seed)
+            with stages("neighbors"):
+                lists = _neighbors(emb, settings, progress)
+            with stages("explain"):
+                co = explain.co_watchers(explain.watched_by(ratings), ratings.movie_ids, lists)
+            inputs = hashes.result()
+        stage = publish.staging_dir(out, run_id)
+        with stages("write"):
+            files_log = _write_outputs(stage, movies, emb, lists, co)
+        with stages("lancedb"):
+            table = store.write_table(
+                settings.resolved_db(), settings.table, store.content_table(emb, movies)
+            )
+        counts = {
+            "ratings": int(ratings.matrix.nnz),
+            "users": int(ratings.matrix.shape[0]),
+            "movies": movies.num_rows,
+            "movies_embedded": len(emb.movie_ids),
+            "lists": len(lists.movie_ids),
+            "recommendations": int(lists.neighbor_ids.size),
+        }
+        manifest = {
+            "run_id": run_id,
+            "started_at": started_at.isoformat(),
+            "finished_at": None,
+            "source": {"data": settings.data, "folder": str(folder), "files": inputs},
+            "settings": settings.model_dump(mode="json"),
+            "counts": counts,
+            "lancedb": {"db": str(settings.resolved_db()), "table": settings.table,
+                        "version": table.version},
+            "versions": _versions(),
+            "stages": stages.seconds,
+            "peak_rss_bytes": _peak_rss(),
+            "files": files_log.files,
+        }
+        manifest["finished_at"] = datetime.now(UTC).isoformat()
+        manifest["seconds"] = round(time.perf_counter() - t0, 4)
+        write.FileLog(stage).write(Path("manifest.json"), write.dumps(manifest))
+        run_dir = publish.publish(out, stage, run_id)
+        publish.prune(out, settings.keep)
+    return RunResult(run_id, run_dir, manifest)
+
+
+def _neighbors(emb, settings: Settings, progress: Progress | None) -> neighbors.Neighbors:
+    """Every movie's top-k, from the configured engine."""
+    eligible = np.ones(len(emb.movie_ids), bool)
+    pool = settings.top_k + max(8, settings.top_k)
+    with tempfile.TemporaryDirectory(prefix="recs-lancedb-") as tmp:
+        if settings.engine == "lancedb":
+            table = store.write_table(Path(tmp), "staging", store.vector_table(emb))
+            propose = neighbors.lancedb_proposer(emb, eligible, pool, table)
+        else:
+            propose = neighbors.exact_proposer(emb, eligible, pool)
+        parts = []
+        for part in neighbors.topk(emb, settings.top_k, propose, eligible, settings.batch_size):
+            parts.append(part)
+            if progress:
+                progress(len(part.movie_ids))
+    return neighbors.Neighbors.concat(parts)
+
+
+def _write_outputs(stage: Path, movies, emb, lists, co) -> write.FileLog:
+    lists, co = write.sort_lists(lists, co)
+    files = write.FileLog(stage)
+    write.write_parquet(files, "recommendations.parquet",
+                        write.recommendations_table(lists, co, movies))
+    write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
+    write.write_parquet(files, "embeddings.parquet", write.embeddings_table(emb))
+    write.write_json(files, movies, lists, co)
+    return files
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import version
+
+    names = ["recs", "duckdb", "numpy", "scipy", "lancedb", "pyarrow", "pydantic"]
+    return {"python": platform.python_version(), **{n: version(n) for n in names}}

@@ -1,0 +1,185 @@
+"""The `recs` command line: a thin shell over the library. Imports happen inside commands so
+that each command loads only what it needs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from recs import __version__
+from recs.errors import RecsError
+
+log = logging.getLogger("recs")
+
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 quality gate, 4 locked."
+
+
+class RecsClickError(click.ClickException):
+    """A domain error shown as one line, with the error's own exit code."""
+
+    def __init__(self, err: RecsError) -> None:
+        super().__init__(str(err))
+        self.exit_code = err.exit_code
+
+
+def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn RecsError (and invalid settings) into a one-line message and its exit code."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return fn(*args, **kwargs)
+        except RecsError as err:
+            log.error("%s failed: %s", fn.__name__, err)
+            raise RecsClickError(err) from None
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "settings"
+            raise click.BadParameter(f"{where}: {first['msg']}") from None
+
+    return wrapper
+
+
+def make_settings(**overrides: Any):
+    """Settings from defaults, RECS_* variables, then the flags that were given."""
+    from recs.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="recs")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+def main(verbose: bool, quiet: bool) -> None:
+    """Nightly "because you watched X" lists from a MovieLens ratings log.
+
+    \b
+    Example:
+        recs run --data ../shared/data/ml-latest-small
+        recs similar "Toy Story (1995)"
+    """
+    os.environ.setdefault("LANCEDB_LOG", "error")  # the Rust core's WARN lines are noise here
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+data_option = click.option(
+    "--data", help="MovieLens folder, .zip, or http(s) URL of a zip [env RECS_DATA; "
+    "default: download ml-latest-small]."
+)
+
+
+@main.command()
+@data_option
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder [RECS_OUT; ./output].")
+@click.option("--db", type=click.Path(path_type=Path), help="LanceDB folder [RECS_DB; ~/.lancedb].")
+@click.option("--table", help="LanceDB table [RECS_TABLE; movielens_small].")
+@click.option("--cache", type=click.Path(path_type=Path), help="Download cache [RECS_CACHE].")
+@click.option("--dim", type=int, help="Embedding dimension [RECS_DIM; 64].")
+@click.option("--top-k", "top_k", type=int, help="Neighbours per movie [RECS_TOP_K; 10].")
+@click.option("--engine", type=click.Choice(["exact", "lancedb"]), help="Top-k engine.")
+@click.option("--threads", type=int, help="BLAS and DuckDB threads [RECS_THREADS; 2].")
+@click.option("--keep", type=int, help="Run folders to keep [RECS_KEEP; 7].")
+@domain_errors
+def run(**options: Any) -> None:
+    """Run the nightly job: read, embed, rank, and publish every movie's top-k.
+
+    Writes a new run folder under OUT and switches OUT/latest to it only when every file is
+    complete; replaces the LanceDB table in one step. Exit codes: 0 ok, 1 unexpected error,
+    2 bad input, 3 quality gate refused, 4 another run holds the lock.
+
+    \b
+    Example:
+        recs run --data ../shared/data/ml-latest-small --out output
+    """
+    from jobs import nightly
+
+    settings = make_settings(**options)
+    with _progress("ranking movies") as progress:
+        result = nightly.run(settings, progress=progress)
+    m = result.manifest
+    click.echo(
+        f"published {m['counts']['lists']} lists x {settings.top_k} neighbours "
+        f"({len(m['files'])} files) to {settings.out / 'latest'} in {m['seconds']:.1f} s",
+        err=True,
+    )
+
+
+@main.command()
+@click.argument("query")
+@click.option("--db", type=click.Path(path_type=Path), help="LanceDB folder [RECS_DB].")
+@click.option("--table", help="LanceDB table [RECS_TABLE].")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="How many neighbours.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@domain_errors
+def similar(query: str, db: Path | None, table: str | None, k: int, as_json: bool) -> None:
+    """Movies similar to QUERY (a movie id or a title), answered by LanceDB.
+
+    A title matches exactly first, then as a case-insensitive substring; when several
+    movies match, they are listed so you can pick one by id.
+
+    \b
+    Example:
+        recs similar "Toy Story (1995)"
+        recs similar 1 -k 5 --json
+    """
+    from recs import store
+
+    settings = make_settings(db=db, table=table)
+    tbl = store.open_table(settings.resolved_db(), settings.table)
+    matches = store.find_movies(tbl, query)
+    if not matches:
+        raise click.ClickException(f"no movie matches {query!r}: try part of its title or its id")
+    if len(matches) > 1:
+        shown = "\n".join(f"  {m:>7}  {t}" for m, t in matches[:20])
+        more = f"\n  ... and {len(matches) - 20} more" if len(matches) > 20 else ""
+        raise click.ClickException(
+            f"{len(matches)} movies match {query!r}; pass one id:\n{shown}{more}"
+        )
+    movie_id, title = matches[0]
+    hits = store.similar(tbl, movie_id, k)
+    if as_json:
+        rows = [{"rank": i, **row.model_dump(exclude={"vector"}), "score": round(score, 6)}
+                for i, (row, score) in enumerate(hits, 1)]
+        click.echo(json.dumps({"movie_id": movie_id, "title": title, "similar": rows},
+                              ensure_ascii=False))
+        return
+    click.echo(f"Because you watched {title} ({movie_id}):")
+    for i, (row, score) in enumerate(hits, 1):
+        click.echo(f"{i:>3}  {score:6.3f}  {row.movie_id:>7}  {row.title}  [{row.genres}]")
+
+
+class _progress:
+    """A click progress bar on stderr when it is a terminal; otherwise nothing."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.bar = label, None
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if not sys.stderr.isatty():
+            return None
+
+        def advance(n: int) -> None:
+            if self.bar is None:
+                self.bar = click.progressbar(length=None, label=self.label, file=sys.stderr)
+                self.bar.__enter__()
+            self.bar.update(n)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

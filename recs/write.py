@@ -1,0 +1,189 @@
+"""The published files of one run: Parquet for BI tools, static JSON for a CDN.
+
+Every file's bytes depend only on the input and the settings (never on the run id or the
+time), so a file whose content did not change keeps identical bytes from run to run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+
+from recs.embed import Embeddings
+from recs.explain import shared_genres
+from recs.neighbors import Neighbors
+
+log = logging.getLogger(__name__)
+
+JSON_ROOT = Path("json") / "v1"
+NO_GENRES = "(no genres listed)"
+
+RECOMMENDATIONS_SCHEMA = pa.schema([
+    pa.field("movie_id", pa.int64(), nullable=False),
+    pa.field("rank", pa.int16(), nullable=False),
+    pa.field("neighbor_id", pa.int64(), nullable=False),
+    pa.field("score", pa.float32(), nullable=False),
+    pa.field("co_watchers", pa.int32(), nullable=False),
+    pa.field("neighbor_title", pa.string()),
+    pa.field("neighbor_genres", pa.string()),
+    pa.field("shared_genres", pa.string()),
+])
+
+
+class FileLog:
+    """Size and sha256 of every file written, keyed by path relative to the run folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, dict[str, Any]] = {}
+
+    def write(self, rel: Path, data: bytes) -> None:
+        """Write `data` to a new file; refuses to overwrite or to follow a symlink."""
+        path = self.root / rel
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.record(rel, data)
+
+    def record(self, rel: Path, data: bytes) -> None:
+        self.files[rel.as_posix()] = {
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()
+        }
+
+    def link(self, rel: Path, existing: Path) -> None:
+        """A second name for a file already written (same bytes, no second write)."""
+        os.link(self.root / existing, self.root / rel)
+        self.files[rel.as_posix()] = dict(self.files[existing.as_posix()])
+
+
+def genre_list(genres: str | None) -> list[str]:
+    """MovieLens's 'A|B|C' as a list; '(no genres listed)' is an empty list."""
+    if not genres or genres == NO_GENRES:
+        return []
+    return genres.split("|")
+
+
+def sort_lists(lists: Neighbors, co: NDArray[np.int32]) -> tuple[Neighbors, NDArray[np.int32]]:
+    """Lists in movie_id order, whatever order their shards arrived in."""
+    order = np.argsort(lists.movie_ids, kind="stable")
+    ordered = Neighbors(lists.movie_ids[order], lists.neighbor_ids[order], lists.scores[order])
+    return ordered, co[order]
+
+
+def recommendations_table(
+    lists: Neighbors, co: NDArray[np.int32], movies: pa.Table
+) -> pa.Table:
+    """One row per (movie, rank), sorted by (movie_id, rank), with the neighbour's metadata."""
+    n, k = lists.neighbor_ids.shape
+    ids = movies["movie_id"].to_numpy()
+    at = np.searchsorted(ids, lists.neighbor_ids.ravel())
+    q_at = np.searchsorted(ids, np.repeat(lists.movie_ids, k))
+    genres = movies["genres"].to_pylist()
+    shared = [
+        "|".join(shared_genres(genre_list(genres[q]), genre_list(genres[m])))
+        for q, m in zip(q_at.tolist(), at.tolist(), strict=True)
+    ]
+    return pa.table(
+        [
+            pa.array(np.repeat(lists.movie_ids, k), pa.int64()),
+            pa.array(np.tile(np.arange(1, k + 1, dtype=np.int16), n), pa.int16()),
+            pa.array(lists.neighbor_ids.ravel(), pa.int64()),
+            pa.array(lists.scores.ravel(), pa.float32()),
+            pa.array(co.ravel(), pa.int32()),
+            movies["title"].take(at),
+            movies["genres"].take(at),
+            pa.array(shared, pa.string()),
+        ],
+        schema=RECOMMENDATIONS_SCHEMA,
+    )
+
+
+def movies_table(movies: pa.Table, lists: Neighbors) -> pa.Table:
+    """Every movie in movies.csv, with `has_list` saying whether it got a list."""
+    has = np.isin(movies["movie_id"].to_numpy(), lists.movie_ids)
+    return movies.append_column(pa.field("has_list", pa.bool_(), nullable=False), pa.array(has))
+
+
+def embeddings_table(emb: Embeddings) -> pa.Table:
+    """movie_id and its unit vector (fixed-size list of float32)."""
+    dim = emb.vectors.shape[1]
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.vectors.ravel(), pa.float32()), dim)
+    return pa.table({"movie_id": pa.array(emb.movie_ids, pa.int64()), "vector": vectors})
+
+
+def write_parquet(log_: FileLog, rel: str, table: pa.Table) -> None:
+    """zstd-compressed Parquet, row groups of 128k rows, no pandas metadata."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table, sink, compression="zstd", row_group_size=128 * 1024,
+        store_schema=False, write_statistics=True,
+    )
+    log_.write(Path(rel), sink.getvalue().to_pybytes())
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON; keys keep the order they were built in."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _cards(movies: pa.Table) -> dict[int, dict[str, Any]]:
+    """Per movie id, the fields every JSON payload shows about a movie, in contract order."""
+    names = ("movie_id", "title", "year", "genres", "imdb_id", "tmdb_id")
+    cols = {c: movies[c].to_pylist() for c in names}
+    return {
+        mid: {
+            "movie_id": mid, "title": title, "year": year, "genres": genre_list(genres),
+            "imdb_id": imdb, "tmdb_id": tmdb,
+        }
+        for mid, title, year, genres, imdb, tmdb in zip(*cols.values(), strict=True)
+    }
+
+
+def imdb_key(imdb_id: int) -> str:
+    """IMDb's own form of an id: tt + at least 7 digits."""
+    return f"tt{imdb_id:07d}"
+
+
+def write_json(log_: FileLog, movies: pa.Table, lists: Neighbors, co: NDArray[np.int32]) -> int:
+    """json/v1/movies/<id>.json per listed movie, json/v1/imdb/tt<id>.json, json/v1/index.json.
+
+    Returns the number of movie files written. Names come only from integer ids.
+    """
+    started = time.perf_counter()
+    root = log_.root / JSON_ROOT
+    (root / "movies").mkdir(parents=True)
+    (root / "imdb").mkdir()
+    cards = _cards(movies)
+    ids, nbrs = lists.movie_ids.tolist(), lists.neighbor_ids.tolist()
+    scores, cos = np.round(lists.scores.astype(np.float64), 4).tolist(), co.tolist()
+    imdb_written: set[int] = set()
+    for mid, nbr_row, score_row, co_row in zip(ids, nbrs, scores, cos, strict=True):
+        card = cards[mid]
+        similar = [
+            {
+                "rank": rank, **cards[nid], "score": score, "co_watchers": c,
+                "shared_genres": shared_genres(card["genres"], cards[nid]["genres"]),
+            }
+            for rank, (nid, score, c) in enumerate(zip(nbr_row, score_row, co_row, strict=True), 1)
+        ]
+        rel = JSON_ROOT / "movies" / f"{int(mid)}.json"
+        log_.write(rel, dumps({**card, "similar": similar}))
+        imdb = card["imdb_id"]
+        # two movies can share an IMDb id in links.csv: the lower movie id keeps the name
+        if imdb is not None and imdb not in imdb_written:
+            imdb_written.add(imdb)
+            log_.link(JSON_ROOT / "imdb" / f"{imdb_key(int(imdb))}.json", rel)
+    index = [{"movie_id": m, "title": cards[m]["title"], "year": cards[m]["year"]} for m in ids]
+    log_.write(JSON_ROOT / "index.json", dumps({"version": 1, "movies": index}))
+    log.info("wrote %d JSON lists in %.2f s", len(ids), time.perf_counter() - started)
+    return len(ids)
