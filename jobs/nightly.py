@@ -135,6 +135,7 @@ def _write_outputs(stage: Path, movies, emb, lists, co) -> write.FileLog:
     write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
     write.write_parquet(files, "embeddings.parquet", write.embeddings_table(emb))
     write.write_json(files, movies, lists, co)
+    write.write_demo_page(files)
     return files
 
 

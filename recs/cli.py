@@ -162,6 +162,33 @@ def similar(query: str, db: Path | None, table: str | None, k: int, as_json: boo
         click.echo(f"{i:>3}  {score:6.3f}  {row.movie_id:>7}  {row.title}  [{row.genres}]")
 
 
+@main.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; loopback only unless --allow-remote.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a non-loopback --host (exposes the folder to the network).")
+@domain_errors
+def serve(folder: Path | None, host: str, port: int, allow_remote: bool) -> None:
+    """Preview an output folder over http: the demo page and its JSON.
+
+    FOLDER defaults to the `latest` run under the output folder [RECS_OUT; ./output].
+    Browsers refuse to load data into a page opened as a file, hence this server.
+
+    \b
+    Example:
+        recs serve                      # output/latest on http://127.0.0.1:8000/
+        recs serve output/runs/20261127T020000123456Z --port 8080
+    """
+    from recs.serve import serve as serve_folder
+
+    if folder is None:
+        folder = make_settings().out / "latest"
+    serve_folder(folder, host, port, allow_remote=allow_remote)
+
+
 class _progress:
     """A click progress bar on stderr when it is a terminal; otherwise nothing."""
 

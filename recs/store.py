@@ -132,7 +132,7 @@ def open_table(db: Path, name: str):
 def find_movies(table, query: str) -> list[tuple[int, str]]:
     """Movies matching `query`: a movie id, else an exact title, else a case-insensitive
     substring of titles. Returns (movie_id, title) pairs ordered by movie id."""
-    rows = table.to_lance().to_table(columns=["movie_id", "title"])
+    rows = table.search().select(["movie_id", "title"]).limit(table.count_rows()).to_arrow()
     ids, titles = rows["movie_id"].to_pylist(), rows["title"].to_pylist()
     pairs = sorted(zip(ids, titles, strict=True))
     if query.strip().isdigit():

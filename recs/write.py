@@ -149,6 +149,14 @@ def _cards(movies: pa.Table) -> dict[int, dict[str, Any]]:
     }
 
 
+def write_demo_page(log_: FileLog) -> None:
+    """index.html beside json/: a search box and lists, for people (see `recs serve`)."""
+    from importlib import resources
+
+    page = (resources.files("recs") / "assets" / "index.html").read_bytes()
+    log_.write(Path("index.html"), page)
+
+
 def imdb_key(imdb_id: int) -> str:
     """IMDb's own form of an id: tt + at least 7 digits."""
     return f"tt{imdb_id:07d}"

@@ -1,0 +1,96 @@
+"""The CLI through click's CliRunner: help everywhere, run and similar on hand-made data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from recs import __version__
+from recs.cli import main
+
+
+def all_commands():
+    return sorted(main.commands)
+
+
+@pytest.mark.parametrize("name", all_commands())
+def test_every_command_has_help_with_an_example(name):
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+    assert main.commands[name].help
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+@pytest.fixture
+def published(make_dataset, tmp_path, monkeypatch):
+    titles = {10: "Alpha (2001)", 11: "Alpha Beta (2002)", 12: "Gamma (2003)",
+              13: "Delta (2004)", 14: 'Say "Hi" (2005)', 20: "Zeta (2010)"}
+    data = make_dataset(titles=titles)
+    monkeypatch.setenv("RECS_OUT", str(tmp_path / "out"))
+    result = CliRunner().invoke(main, ["run", "--data", str(data), "--dim", "2", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "out"
+
+
+def test_run_publishes_and_reports(published):
+    assert (published / "latest" / "manifest.json").is_file()
+    assert (published / "latest" / "index.html").is_file()
+
+
+def test_similar_by_exact_title_prints_the_list(published):
+    result = CliRunner().invoke(main, ["similar", "Alpha (2001)", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "Alpha (2001)" in lines[0]
+    assert [line.split()[2] for line in lines[1:]] == ["11", "12", "13"]
+
+
+def test_similar_json_by_id(published):
+    result = CliRunner().invoke(main, ["similar", "14", "--json", "-k", "2"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["title"] == 'Say "Hi" (2005)'
+    assert [row["movie_id"] for row in payload["similar"]] == [10, 11]
+    assert set(payload["similar"][0]) >= {"movie_id", "title", "genres", "imdb_id", "score"}
+
+
+def test_similar_ambiguous_title_lists_candidates(published):
+    result = CliRunner().invoke(main, ["similar", "alpha"])
+    assert result.exit_code != 0
+    assert "2 movies match" in result.output
+    assert "Alpha Beta (2002)" in result.output
+
+
+def test_similar_unknown_title(published):
+    result = CliRunner().invoke(main, ["similar", "no such film"])
+    assert result.exit_code == 1
+    assert "no movie matches" in result.output
+
+
+def test_similar_without_a_table_says_run_first(tmp_path):
+    result = CliRunner().invoke(main, ["similar", "x", "--db", str(tmp_path / "empty")])
+    assert result.exit_code == 2
+    assert "recs run" in result.output
+
+
+def test_run_on_missing_folder_is_one_line_and_exit_2(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--data", str(tmp_path / "nope"),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert str(tmp_path / "nope") in result.output
+
+
+def test_bad_setting_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECS_DIM", "lots")
+    result = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "dim" in result.output

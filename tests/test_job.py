@@ -1,0 +1,102 @@
+"""The nightly job end to end: hand-made data with known lists, then real ml-latest-small."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import nightly
+from recs.settings import Settings
+
+
+def run_tiny(data: Path, tmp_path: Path, **overrides) -> nightly.RunResult:
+    settings = Settings(data=str(data), out=tmp_path / "out", db=tmp_path / "db", dim=2,
+                        top_k=3, **overrides)
+    return nightly.run(settings)
+
+
+@pytest.mark.parametrize("engine", ["exact", "lancedb"])
+def test_two_groups_stay_apart_and_ties_go_by_id(make_dataset, tmp_path, engine):
+    result = run_tiny(make_dataset(), tmp_path, engine=engine)
+    recs = pq.read_table(result.run_dir / "recommendations.parquet").to_pylist()
+    lists: dict[int, list[int]] = {}
+    for row in recs:
+        lists.setdefault(row["movie_id"], []).append(row["neighbor_id"])
+    assert lists[10] == [11, 12, 13]
+    assert lists[12] == [10, 11, 13]
+    assert lists[24] == [20, 21, 22]
+    for movie, nbrs in lists.items():
+        assert all((n < 20) == (movie < 20) for n in nbrs), (movie, nbrs)
+    assert all(row["co_watchers"] == 6 for row in recs)
+
+
+def test_latest_points_at_complete_run(make_dataset, tmp_path):
+    result = run_tiny(make_dataset(), tmp_path)
+    latest = tmp_path / "out" / "latest"
+    assert latest.resolve() == result.run_dir.resolve()
+    manifest = json.loads((latest / "manifest.json").read_text())
+    for rel, meta in manifest["files"].items():
+        assert (latest / rel).stat().st_size == meta["bytes"], rel
+    assert not list((tmp_path / "out" / "runs").glob(".partial-*"))
+
+
+def test_small_counts_and_schemas(small_run):
+    _, result = small_run
+    out = result.run_dir
+    recs = pq.read_table(out / "recommendations.parquet")
+    assert recs.num_rows == 9724 * 10
+    assert str(recs.schema.field("rank").type) == "int16"
+    assert str(recs.schema.field("score").type) == "float"
+    movies = pq.read_table(out / "movies.parquet")
+    assert movies.num_rows == 9742
+    assert sum(movies["has_list"].to_pylist()) == 9724
+    assert len(list((out / "json/v1/movies").glob("*.json"))) == 9724
+    index = json.loads((out / "json/v1/index.json").read_text())
+    assert len(index["movies"]) == 9724
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["recommendations"] == 97240
+    assert set(manifest["stages"]) >= {"read", "embed", "neighbors", "write", "lancedb"}
+    # DuckDB reads the same Parquet an analyst would
+    con = duckdb.connect()
+    got = con.execute(
+        "select count(*), count(distinct movie_id), min(rank), max(rank) from read_parquet($p)",
+        {"p": str(out / "recommendations.parquet")},
+    ).fetchone()
+    assert got == (97240, 9724, 1, 10)
+
+
+def test_toy_story_list_is_made_of_co_watched_hits(small_run):
+    _, result = small_run
+    toy = json.loads((result.run_dir / "json/v1/movies/1.json").read_text())
+    assert toy["title"] == "Toy Story (1995)"
+    assert toy["imdb_id"] == 114709
+    assert len(toy["similar"]) == 10
+    # neighbours that many of Toy Story's 215 raters also rated, not obscure ones
+    assert all(s["co_watchers"] >= 40 for s in toy["similar"]), toy["similar"]
+    assert 3114 in [s["movie_id"] for s in toy["similar"]]  # Toy Story 2 (1999)
+
+
+def test_lists_are_sorted_by_score_then_id(small_run):
+    _, result = small_run
+    recs = pq.read_table(result.run_dir / "recommendations.parquet").to_pylist()
+    for a, b in zip(recs, recs[1:], strict=False):
+        if a["movie_id"] == b["movie_id"]:
+            assert (-a["score"], a["neighbor_id"]) < (-b["score"], b["neighbor_id"])
+            assert b["rank"] == a["rank"] + 1
+        assert a["neighbor_id"] != a["movie_id"]
+
+
+def test_lancedb_table_answers_through_content(small_run):
+    from recs import store
+
+    settings, _ = small_run
+    table = store.open_table(settings.resolved_db(), settings.table)
+    assert table.count_rows() == 9724
+    hits = store.similar(table, 1, 10)
+    assert len(hits) == 10
+    assert type(hits[0][0]).__name__ == "Content"
+    assert hits[0][0].movie_id != 1

@@ -1,0 +1,70 @@
+"""Run folders: the lock, the atomic switch of `latest`, retention."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from recs import publish
+from recs.cli import main
+from recs.errors import RunLockedError
+
+
+def test_second_holder_of_the_lock_fails_at_once(tmp_path):
+    with publish.run_lock(tmp_path):
+        with pytest.raises(RunLockedError, match="another recs run"):
+            with publish.run_lock(tmp_path):
+                pass
+    with publish.run_lock(tmp_path):  # released on exit
+        pass
+
+
+def test_run_while_another_process_holds_the_lock_exits_4(make_dataset, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from recs.publish import run_lock\n"
+         f"with run_lock(Path({str(out)!r})):\n    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(main, ["run", "--data", str(make_dataset()), "--out",
+                                           str(out), "--dim", "2", "--top-k", "3"])
+        assert result.exit_code == 4
+        assert "another recs run" in result.output
+        assert not (out / "latest").exists()
+        assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def fake_run(out, run_id):
+    stage = publish.staging_dir(out, run_id)
+    (stage / "marker").write_text(run_id)
+    return publish.publish(out, stage, run_id)
+
+
+def test_latest_switches_to_each_new_run(tmp_path):
+    fake_run(tmp_path, "20260101T000000000000Z")
+    assert (tmp_path / "latest" / "marker").read_text() == "20260101T000000000000Z"
+    fake_run(tmp_path, "20260102T000000000000Z")
+    assert (tmp_path / "latest" / "marker").read_text() == "20260102T000000000000Z"
+    assert os.readlink(tmp_path / "latest") == "runs/20260102T000000000000Z"
+
+
+def test_prune_keeps_newest_and_clears_leftovers(tmp_path):
+    for day in range(1, 6):
+        fake_run(tmp_path, f"202601{day:02d}T000000000000Z")
+    publish.staging_dir(tmp_path, "20260109T000000000000Z")  # a killed run's leftovers
+    removed = publish.prune(tmp_path, keep=2)
+    left = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert left == ["20260104T000000000000Z", "20260105T000000000000Z"]
+    assert len(removed) == 4
+    assert (tmp_path / "latest" / "marker").read_text() == "20260105T000000000000Z"
