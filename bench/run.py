@@ -1,0 +1,356 @@
+"""Benchmark the nightly job against floors and the tutorial, measured in the same run.
+
+    python bench/run.py [--sizes small,1m,5m,25m] [--out bench/results]
+
+Every measurement is a separate process, timed by wall clock, its peak RSS taken from
+os.wait4. The machine is noisy and shared, so the numbers that matter are the ratios between
+measurements taken minutes apart in one run; anything that takes under --quick seconds is run
+--repeat times and the fastest run is kept. See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SMALL = Path("/work/shared/data/ml-latest-small")
+IMPORTS = "import duckdb, numpy, scipy, lancedb, pyarrow, pydantic, click"
+GIB = 2**30
+
+# name -> (users, movies, ratings) of a synthetic folder; "small" is the real ml-latest-small
+SYNTHETIC = {
+    "1m": (6_500, 12_500, 1_000_000),
+    "5m": (32_500, 28_000, 5_000_000),
+    "25m": (162_000, 62_000, 25_000_000),
+}
+# stage names in the job's manifest that are compared with a floor (first match wins)
+TOPK_STAGE = re.compile(r"top.?k|neighbo|knn|similar", re.IGNORECASE)
+READ_STAGE = re.compile(r"ingest|read|load", re.IGNORECASE)
+
+TARGETS = {
+    "small_vs_floor": 1.5,  # whole job on ml-latest-small <= 1.5 x bare process start + imports
+    "small_vs_tutorial": 25.0,  # tutorial / whole job >= 25
+    "25m_wall_s": 30.0,
+    "25m_peak_rss": 2 * GIB,
+    "topk_vs_matmul": 1.5,  # top-k stage <= 1.5 x the raw all-pairs product
+}
+
+
+@dataclass
+class Measured:
+    """One process: wall seconds, peak RSS bytes, exit code, and its JSON answer if any."""
+
+    wall: float
+    peak_rss: int
+    returncode: int
+    answer: dict = field(default_factory=dict)
+    runs: int = 1
+
+
+def run_process(cmd: list[str], log: Path) -> Measured:
+    """Run `cmd`, stdout and stderr to `log`(.out/.err), and measure it with os.wait4."""
+    with open(f"{log}.out", "wb") as out, open(f"{log}.err", "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
+    answer: dict = {}
+    text = Path(f"{log}.out").read_text(errors="replace").strip().splitlines()
+    if proc.returncode == 0 and text and text[-1].startswith("{"):
+        answer = json.loads(text[-1])
+    return Measured(wall, usage.ru_maxrss * 1024, proc.returncode, answer)
+
+
+def best_of(cmd: list[str], log: Path, repeat: int, quick: float) -> Measured:
+    """The fastest of up to `repeat` runs; runs longer than `quick` seconds are not repeated."""
+    best = run_process(cmd, log)
+    runs = 1
+    while runs < repeat and best.returncode == 0 and best.wall < quick:
+        again = run_process(cmd, log)
+        runs += 1
+        if again.returncode == 0 and again.wall < best.wall:
+            best = again
+    best.runs = runs
+    return best
+
+
+def must(measured: Measured, what: str, log: Path) -> Measured:
+    if measured.returncode != 0:
+        err = Path(f"{log}.err").read_text(errors="replace").strip().splitlines()[-5:]
+        sys.exit(f"bench: {what} failed with exit {measured.returncode}:\n" + "\n".join(err))
+    return measured
+
+
+def dataset(name: str, cache: Path) -> Path:
+    """The folder of size `name`: ml-latest-small itself, or a synthetic folder generated once
+    into `cache` and reused while its parameters match."""
+    if name == "small":
+        return SMALL
+    users, movies, ratings = SYNTHETIC[name]
+    folder = cache / f"{name}-seed0"
+    marker = folder / "synth.json"
+    wanted = {"users": users, "movies": movies, "ratings": ratings, "seed": 0}
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        if {key: done.get(key) for key in wanted} == wanted:
+            return folder
+    sys.path.insert(0, str(REPO))
+    from recs.synth import write_synthetic
+
+    print(f"bench: generating {name} ({ratings:,} ratings) into {folder} ...", flush=True)
+    info = write_synthetic(folder, users, movies, ratings, seed=0)
+    marker.write_text(json.dumps(info))
+    print(f"bench: generated in {info['seconds']:.1f} s", flush=True)
+    return folder
+
+
+def recs_command(arg: str | None) -> list[str] | None:
+    """The `recs` entry point to run, or None when `recs run` is not there yet."""
+    cmd = shlex.split(arg) if arg else [str(Path(sys.executable).with_name("recs"))]
+    try:
+        probe = subprocess.run(
+            [*cmd, "run", "--help"], capture_output=True, timeout=120, cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return cmd if probe.returncode == 0 else None
+
+
+def run_job(recs: list[str], folder: Path, work: Path, extra: list[str], log: Path,
+            repeat: int, quick: float) -> dict:
+    """The whole nightly job as a subprocess; its manifest's stage seconds and peak RSS."""
+    out, db = work / "out", work / "db"
+    cmd = [*recs, "run", "--data", str(folder), "--out", str(out), "--db", str(db), *extra]
+    measured = must(best_of(cmd, log, repeat, quick), f"recs run on {folder}", log)
+    manifest_path = out / "latest" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    return {
+        "wall": measured.wall, "peak_rss": measured.peak_rss, "runs": measured.runs,
+        "stages": manifest.get("stages", {}),
+        "manifest_peak_rss": manifest.get("peak_rss_bytes"),
+    }
+
+
+def first_stage(stages: dict, pattern: re.Pattern) -> tuple[str, float] | None:
+    for name, seconds in stages.items():
+        if pattern.search(name):
+            return name, float(seconds)
+    return None
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def measure(args: argparse.Namespace) -> dict:
+    python = sys.executable
+    floors = str(HERE / "floors.py")
+    recs = None if args.no_job else recs_command(args.recs)
+    extra = shlex.split(args.job_args)
+    results: dict = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": {}, "job_available": bool(recs),
+        "python": python, "repeat": args.repeat, "env": {
+            key: os.environ[key] for key in sorted(os.environ)
+            if key.startswith(("OPENBLAS", "OMP_", "MKL_", "RECS_"))
+        },
+    }
+    if recs is None:
+        print("bench: `recs run` is not available: measuring the floors only", flush=True)
+    with tempfile.TemporaryDirectory(prefix="recs-bench-") as tmp:
+        logs = Path(tmp)
+        log = logs / "imports"
+        bare = must(best_of([python, "-c", IMPORTS], log, args.repeat, args.quick), "imports", log)
+        results["bare_floor"] = asdict(bare)
+        print(f"bench: bare floor (start + imports) {bare.wall:.2f} s", flush=True)
+
+        for name in args.sizes:
+            folder = dataset(name, args.cache)
+            row: dict = {"folder": str(folder)}
+            log = logs / f"read-{name}"
+            read = must(best_of([python, floors, "read-csv", str(folder / "ratings.csv")],
+                                log, args.repeat, args.quick), "read floor", log)
+            row["read_floor"] = asdict(read)
+            row["ratings"] = read.answer["ratings"]
+            row["movies"] = read.answer["movies"]
+            row["users"] = read.answer["users"]
+            log = logs / f"matmul-{name}"
+            product = must(best_of([python, floors, "matmul", str(row["movies"])],
+                                   log, args.repeat, args.quick), "matmul floor", log)
+            row["matmul_floor"] = asdict(product)
+            if recs is not None:
+                work = logs / f"job-{name}"
+                work.mkdir()
+                row["job"] = run_job(recs, folder, work, extra, logs / f"job-{name}",
+                                     args.repeat, args.quick)
+            if name == "small" and not args.no_tutorial:
+                cmd = [python, floors, "tutorial", str(folder)]
+                if args.tutorial_queries:
+                    cmd += ["--queries", str(args.tutorial_queries)]
+                log = logs / "tutorial"
+                row["tutorial"] = asdict(must(run_process(cmd, log), "tutorial", log))
+            results["sizes"][name] = row
+            print(f"bench: {name} done", flush=True)
+    results["checks"] = checks(results)
+    return results
+
+
+def checks(results: dict) -> list[dict]:
+    """Each target with the measured value and PASS / FAIL / n/a."""
+    bare = results["bare_floor"]["wall"]
+    out = []
+    small = results["sizes"].get("small", {})
+    job = small.get("job")
+    if "small" in results["sizes"]:
+        ratio = job["wall"] / bare if job else None
+        out.append({"target": "small: whole run <= 1.5x bare floor", "value": ratio,
+                    "unit": "x", "ok": None if ratio is None else
+                    ratio <= TARGETS["small_vs_floor"]})
+        tut = small.get("tutorial")
+        speedup = tut["answer"]["seconds"] / job["wall"] if (job and tut) else None
+        out.append({"target": "small: >= 25x faster than tutorial", "value": speedup,
+                    "unit": "x", "ok": None if speedup is None else
+                    speedup >= TARGETS["small_vs_tutorial"]})
+    if "25m" in results["sizes"]:
+        job25 = results["sizes"]["25m"].get("job")
+        out.append({"target": "25m: whole run <= 30 s", "value": job25 and job25["wall"],
+                    "unit": "s", "ok": None if not job25 else
+                    job25["wall"] <= TARGETS["25m_wall_s"]})
+        out.append({"target": "25m: peak RSS <= 2 GiB",
+                    "value": job25 and job25["peak_rss"] / GIB, "unit": "GiB",
+                    "ok": None if not job25 else job25["peak_rss"] <= TARGETS["25m_peak_rss"]})
+    for name, row in results["sizes"].items():
+        stage = first_stage(row.get("job", {}).get("stages", {}), TOPK_STAGE)
+        ratio = stage[1] / row["matmul_floor"]["answer"]["seconds"] if stage else None
+        out.append({"target": f"{name}: top-k stage <= 1.5x matmul floor", "value": ratio,
+                    "unit": "x", "ok": None if ratio is None else
+                    ratio <= TARGETS["topk_vs_matmul"]})
+    return out
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def report(results: dict) -> str:
+    """The results as markdown tables."""
+    bare = results["bare_floor"]
+    lines = [
+        f"# recs benchmark {results['started']}",
+        "",
+        f"bare floor (`python -c \"{IMPORTS}\"`): {bare['wall']:.2f} s, "
+        f"peak RSS {bare['peak_rss'] / 2**20:.0f} MiB (best of {bare['runs']})",
+        "",
+        "## Whole job and floors per size",
+        "",
+        "| size | ratings | users | movies | job wall s | job / bare floor | job peak RSS MiB "
+        "| job k ratings/s | read floor s | matmul floor s | tutorial s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in results["sizes"].items():
+        job = row.get("job")
+        tut = row.get("tutorial")
+        tut_mark = "*" if tut and tut["answer"].get("extrapolated") else ""
+        lines.append(
+            f"| {name} | {row['ratings']:,} | {row['users']:,} | {row['movies']:,} "
+            f"| {fmt(job and job['wall'])} | {fmt(job and job['wall'] / bare['wall'], 'x')} "
+            f"| {fmt(job and job['peak_rss'] / 2**20, '', 0)} "
+            f"| {fmt(job and row['ratings'] / job['wall'] / 1e3, '', 0)} "
+            f"| {fmt(row['read_floor']['answer']['seconds'])} "
+            f"| {fmt(row['matmul_floor']['answer']['seconds'])} "
+            f"| {fmt(tut and tut['answer']['seconds'], tut_mark, 1)} |"
+        )
+    lines += ["", "## Job stages (seconds from the manifest)", ""]
+    lines += ["| size | stage | seconds | share of job | k ratings/s | vs floor |",
+              "|---|---|---:|---:|---:|---:|"]
+    for name, row in results["sizes"].items():
+        job = row.get("job")
+        if not job:
+            continue
+        for stage, seconds in job["stages"].items():
+            seconds = float(seconds)
+            floor = ""
+            if TOPK_STAGE.search(stage):
+                floor = fmt(seconds / row["matmul_floor"]["answer"]["seconds"], "x matmul")
+            elif READ_STAGE.search(stage):
+                floor = fmt(seconds / row["read_floor"]["answer"]["seconds"], "x read")
+            rate = row["ratings"] / seconds / 1e3 if seconds >= 0.01 else None
+            lines.append(f"| {name} | {stage} | {seconds:.3f} | {seconds / job['wall']:.0%} "
+                         f"| {fmt(rate, '', 0)} | {floor} |")
+        rest = job["wall"] - sum(float(v) for v in job["stages"].values())
+        lines.append(f"| {name} | (wall − stages: start, imports, glue) | {rest:.3f} "
+                     f"| {rest / job['wall']:.0%} | | |")
+        if job.get("manifest_peak_rss"):
+            lines.append(f"| {name} | (manifest peak RSS) | "
+                         f"{job['manifest_peak_rss'] / 2**20:.0f} MiB | | | |")
+    for name, row in results["sizes"].items():
+        tut = row.get("tutorial")
+        if tut:
+            a = tut["answer"]
+            stages = ", ".join(f"{k} {v:.2f} s" for k, v in a["stages"].items())
+            note = (f" (queries: {a['queries_run']} of {a['movies']} run, scaled up)"
+                    if a["extrapolated"] else "")
+            lines += ["", f"tutorial on {name}: {stages}; one query p50 {a['query_p50_ms']:.1f} "
+                      f"ms{note}; peak RSS {tut['peak_rss'] / 2**20:.0f} MiB"]
+    lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---:|---|"]
+    for check in results["checks"]:
+        lines.append(f"| {check['target']} | {fmt(check['value'], ' ' + check['unit'])} "
+                     f"| {verdict(check['ok'])} |")
+    if not results["job_available"]:
+        lines += ["", "`recs run` was not available: job columns are empty."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Benchmark `recs run` against its floors.")
+    parser.add_argument("--sizes", default="small,1m",
+                        help="comma-separated: small,1m,5m,25m (default: small,1m)")
+    parser.add_argument("--out", type=Path, default=HERE / "results",
+                        help="folder for the markdown and JSON results")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/recs-bench-data"),
+                        help="where synthetic folders are generated once and reused")
+    parser.add_argument("--recs", default=None,
+                        help="command that runs the CLI (default: the `recs` beside this python)")
+    parser.add_argument("--job-args", default="", help="extra arguments for `recs run`")
+    parser.add_argument("--no-job", action="store_true", help="measure the floors only")
+    parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial baseline")
+    parser.add_argument("--tutorial-queries", type=int, default=1000,
+                        help="LanceDB queries the tutorial runs, scaled up to every movie; "
+                             "0 runs one per movie (minutes)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each quick measurement; the fastest is kept")
+    parser.add_argument("--quick", type=float, default=5.0,
+                        help="measurements shorter than this many seconds are repeated")
+    args = parser.parse_args(argv)
+    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in args.sizes if s != "small" and s not in SYNTHETIC]
+    if unknown:
+        parser.error(f"unknown size(s) {unknown}; choose from small, {', '.join(SYNTHETIC)}")
+
+    started = time.perf_counter()
+    results = measure(args)
+    results["bench_seconds"] = time.perf_counter() - started
+    text = report(results)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for path in (args.out / f"bench-{stamp}", args.out / "latest"):
+        path.with_suffix(".md").write_text(text)
+        path.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"bench: {results['bench_seconds']:.0f} s; results in {args.out}/latest.md and .json")
+
+
+if __name__ == "__main__":
+    main()
