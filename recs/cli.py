@@ -210,3 +210,7 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m recs` is the `recs` command."""
+
+from recs.cli import main
+
+main()
