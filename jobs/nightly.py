@@ -6,6 +6,7 @@ table change only once every file is complete, so readers see yesterday's output
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import tempfile
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from recs import explain, neighbors, publish, store, write
+from recs import explain, history, neighbors, publish, store, write
 from recs.embed import embed
 from recs.ingest import read_dataset
 from recs.settings import Settings
@@ -58,10 +59,11 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
     run_id = publish.new_run_id(started_at)
     out, stages = settings.out, Stages()
     with publish.run_lock(out), threadpool_limits(settings.threads, user_api="blas"):
+        previous = _manifest_of(publish.latest_run(out))
         with stages("fetch"):
             folder = resolve_data(settings.data, settings.cache)
             files = dataset_files(folder)
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(1) as pool:  # hash the inputs while DuckDB reads them
             hashes = pool.submit(lambda: {n: _describe(p) for n, p in files.items()})
             with stages("read"):
                 ratings, movies = read_dataset(folder, settings.threads)
@@ -74,39 +76,62 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
             inputs = hashes.result()
         stage = publish.staging_dir(out, run_id)
         with stages("write"):
-            files_log = _write_outputs(stage, movies, emb, lists, co)
+            written = _write_outputs(stage, movies, emb, lists, co)
+            changes = write.write_changes(written, run_id, previous)
+            if settings.precompress:
+                write.precompress(written)
         with stages("lancedb"):
             table = store.write_table(
                 settings.resolved_db(), settings.table, store.content_table(emb, movies)
             )
-        counts = {
-            "ratings": int(ratings.matrix.nnz),
-            "users": int(ratings.matrix.shape[0]),
-            "movies": movies.num_rows,
-            "movies_embedded": len(emb.movie_ids),
-            "lists": len(lists.movie_ids),
-            "recommendations": int(lists.neighbor_ids.size),
-        }
         manifest = {
             "run_id": run_id,
             "started_at": started_at.isoformat(),
-            "finished_at": None,
+            "finished_at": datetime.now(UTC).isoformat(),
+            "seconds": round(time.perf_counter() - t0, 4),
             "source": {"data": settings.data, "folder": str(folder), "files": inputs},
             "settings": settings.model_dump(mode="json"),
-            "counts": counts,
+            "counts": _counts(ratings, movies, emb, lists, changes),
             "lancedb": {"db": str(settings.resolved_db()), "table": settings.table,
                         "version": table.version},
             "versions": _versions(),
             "stages": stages.seconds,
             "peak_rss_bytes": _peak_rss(),
-            "files": files_log.files,
+            "files": written.files,
         }
-        manifest["finished_at"] = datetime.now(UTC).isoformat()
-        manifest["seconds"] = round(time.perf_counter() - t0, 4)
-        write.FileLog(stage).write(Path("manifest.json"), write.dumps(manifest))
+        write.FileLog(stage).write("manifest.json", write.dumps(manifest))
         run_dir = publish.publish(out, stage, run_id)
+        history.add_to_history(out, run_dir, started_at.date())
+        history.prune_history(out, started_at.date(), settings.history_days)
         publish.prune(out, settings.keep)
     return RunResult(run_id, run_dir, manifest)
+
+
+def _counts(ratings, movies, emb, lists, changes) -> dict[str, int]:
+    return {
+        "ratings": int(ratings.matrix.nnz),
+        "users": int(ratings.matrix.shape[0]),
+        "movies": movies.num_rows,
+        "movies_embedded": len(emb.movie_ids),
+        "lists": len(lists.movie_ids),
+        "recommendations": int(lists.neighbor_ids.size),
+        "lists_added": len(changes["added"]),
+        "lists_removed": len(changes["removed"]),
+        "lists_changed": len(changes["changed"]),
+        "lists_unchanged": changes["unchanged"],
+    }
+
+
+def _manifest_of(run_dir: Path | None) -> dict[str, Any] | None:
+    """The manifest of a published run, or None (first run, or unreadable)."""
+    if run_dir is None:
+        return None
+    try:
+        return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("could not read the previous manifest in %s: every list counts as added",
+                    run_dir)
+        return None
 
 
 def _neighbors(emb, settings: Settings, progress: Progress | None) -> neighbors.Neighbors:
@@ -135,7 +160,7 @@ def _write_outputs(stage: Path, movies, emb, lists, co) -> write.FileLog:
     write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
     write.write_parquet(files, "embeddings.parquet", write.embeddings_table(emb))
     write.write_json(files, movies, lists, co)
-    write.write_demo_page(files)
+    write.write_assets(files)
     return files
 
 

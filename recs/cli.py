@@ -46,6 +46,14 @@ def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "settings"
             raise click.BadParameter(f"{where}: {first['msg']}") from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as err:  # the traceback goes to the log; the last line says it in words
+            log.exception("unexpected error")
+            raise click.ClickException(
+                f"{fn.__name__} failed unexpectedly ({type(err).__name__}: {err}); the traceback "
+                "is in the log above; `latest` only changes when a run completes"
+            ) from None
 
     return wrapper
 
@@ -110,12 +118,26 @@ def run(**options: Any) -> None:
     settings = make_settings(**options)
     with _progress("ranking movies") as progress:
         result = nightly.run(settings, progress=progress)
-    m = result.manifest
-    click.echo(
-        f"published {m['counts']['lists']} lists x {settings.top_k} neighbours "
-        f"({len(m['files'])} files) to {settings.out / 'latest'} in {m['seconds']:.1f} s",
-        err=True,
-    )
+    click.echo(summary(result.manifest, settings.out / "latest"), err=True)
+
+
+def summary(m: dict[str, Any], latest: Path) -> str:
+    """The end-of-run report: what was published, what changed, how good, how long."""
+    c = m["counts"]
+    lines = [
+        f"published run {m['run_id']} to {latest} in {m['seconds']:.1f} s",
+        f"  movies {c['movies']}, with lists {c['lists']} (x {m['settings']['top_k']}), "
+        f"files {len(m['files']) + 1}",
+        f"  since the last run: {c['lists_changed']} lists changed, {c['lists_added']} added, "
+        f"{c['lists_removed']} removed, {c['lists_unchanged']} unchanged",
+    ]
+    if m.get("quality"):
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in m["quality"].items()
+                            if isinstance(v, float))
+        lines.append(f"  quality: {figures}")
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in m["stages"].items())
+    lines.append(f"  seconds: {stages}")
+    return "\n".join(lines)
 
 
 @main.command()

@@ -38,6 +38,23 @@ class Settings(BaseSettings):
     threads: int = Field(2, ge=1, description="BLAS threads")
     seed: int = Field(0, description="seed for every random choice (SVD start vector, holdouts)")
     keep: int = Field(7, ge=1, description="run folders to keep after a successful publish")
+    # the recipe, chosen by `recs evaluate` (next-watch HR@10 on a validation split)
+    svd_binary: bool = Field(True, description="factor 1 where rated instead of the stars")
+    svd_user_power: float = Field(
+        0.0, ge=0, le=2, description="divide each user's row by (her ratings) ** this"
+    )
+    svd_movie_power: float = Field(
+        0.0, ge=0, le=2, description="divide each movie's column by (its ratings) ** this"
+    )
+    svd_sv_power: float = Field(1.0, ge=0, le=2, description="scale vectors by s ** this")
+    min_support: int = Field(
+        2, ge=1, description="movies with fewer ratings get no list and are in no list"
+    )
+    pool: int = Field(50, ge=1, description="SVD candidates per movie the re-rank chooses from")
+    history_days: int = Field(
+        90, ge=0, description="days of OUT/history/run_date=... partitions to keep"
+    )
+    precompress: bool = Field(False, description="also write a .gz beside every JSON file")
 
     def resolved_db(self) -> Path:
         return self.db.expanduser()

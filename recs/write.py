@@ -126,7 +126,7 @@ def write_parquet(log_: FileLog, rel: str, table: pa.Table) -> None:
         table, sink, compression="zstd", row_group_size=128 * 1024,
         store_schema=False, write_statistics=True,
     )
-    log_.write(Path(rel), sink.getvalue().to_pybytes())
+    log_.write(rel, sink.getvalue().to_pybytes())
 
 
 def dumps(obj: Any) -> bytes:
@@ -152,12 +152,58 @@ def _fragment(obj: dict[str, Any]) -> str:
     return dumps(obj).decode()[1:-1]
 
 
-def write_demo_page(log_: FileLog) -> None:
-    """index.html beside json/: a search box and lists, for people (see `recs serve`)."""
+def write_assets(log_: FileLog) -> None:
+    """index.html beside json/ (the demo page, see `recs serve`) and the JSON Schemas."""
     from importlib import resources
 
-    page = (resources.files("recs") / "assets" / "index.html").read_bytes()
-    log_.write(Path("index.html"), page)
+    assets = resources.files("recs") / "assets"
+    log_.write("index.html", (assets / "index.html").read_bytes())
+    (log_.root / JSON_ROOT / "schema").mkdir()
+    for name in ("movie", "index", "changes"):
+        rel = f"{JSON_ROOT.as_posix()}/schema/{name}.schema.json"
+        log_.write(rel, (assets / "schema" / f"{name}.schema.json").read_bytes())
+
+
+def movie_file_ids(files: dict[str, Any]) -> dict[int, str]:
+    """{movie id: sha256} of the json/v1/movies/<id>.json entries of a manifest's file map."""
+    prefix = f"{JSON_ROOT.as_posix()}/movies/"
+    return {
+        int(rel[len(prefix) : -len(".json")]): meta["sha256"]
+        for rel, meta in files.items()
+        if rel.startswith(prefix) and rel.endswith(".json")
+    }
+
+
+def write_changes(
+    log_: FileLog, run_id: str, previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """json/v1/changes.json: movie lists added, removed and changed since `previous` (a
+    manifest), so a CDN sync or cache purge can touch only those. Returns the payload."""
+    now = movie_file_ids(log_.files)
+    before = movie_file_ids(previous["files"]) if previous else {}
+    changes = {
+        "run_id": run_id,
+        "previous_run_id": previous["run_id"] if previous else None,
+        "added": sorted(now.keys() - before.keys()),
+        "removed": sorted(before.keys() - now.keys()),
+        "changed": sorted(m for m in now.keys() & before.keys() if now[m] != before[m]),
+        "unchanged": sum(1 for m in now.keys() & before.keys() if now[m] == before[m]),
+    }
+    log_.write(f"{JSON_ROOT.as_posix()}/changes.json", dumps(changes))
+    return changes
+
+
+def precompress(log_: FileLog) -> int:
+    """A .gz sibling for every JSON file written so far (gzip -9, no timestamp, so the bytes
+    are as stable as the file's own). For CDNs that serve precompressed files as is."""
+    import gzip
+
+    written = 0
+    for rel in [r for r in log_.files if r.endswith(".json")]:
+        data = (log_.root / rel).read_bytes()
+        log_.write(f"{rel}.gz", gzip.compress(data, compresslevel=9, mtime=0))
+        written += 1
+    return written
 
 
 def imdb_key(imdb_id: int) -> str:

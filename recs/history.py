@@ -1,0 +1,53 @@
+"""Each run's lists kept as a Hive-partitioned Parquet dataset for trend reports:
+
+    OUT/history/run_date=YYYY-MM-DD/recommendations.parquet
+
+One partition per day (a second run that day replaces it). Read it with, e.g.,
+`select * from read_parquet('OUT/history/*/*.parquet', hive_partitioning = true)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PREFIX = "run_date="
+
+
+def add_to_history(out: Path, run_dir: Path, run_date: date) -> Path:
+    """Hard-link the run's recommendations.parquet into its day's partition, atomically.
+
+    A hard link costs no copy and outlives the run folder's pruning.
+    """
+    part = out / "history" / f"{PREFIX}{run_date.isoformat()}"
+    part.mkdir(parents=True, exist_ok=True)
+    tmp = part / f".recommendations.parquet.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.link(run_dir / "recommendations.parquet", tmp, follow_symlinks=False)
+    os.replace(tmp, part / "recommendations.parquet")
+    return part
+
+
+def prune_history(out: Path, today: date, keep_days: int) -> list[str]:
+    """Delete partitions older than `keep_days` days before `today`; returns their names."""
+    root = out / "history"
+    if not root.is_dir():
+        return []
+    cutoff = today - timedelta(days=keep_days)
+    doomed = []
+    for part in root.iterdir():
+        try:
+            day = date.fromisoformat(part.name.removeprefix(PREFIX))
+        except ValueError:
+            continue  # not ours: leave it alone
+        if part.name.startswith(PREFIX) and day < cutoff and not part.is_symlink():
+            shutil.rmtree(part)
+            doomed.append(part.name)
+    if doomed:
+        log.info("removed %d history partitions older than %s", len(doomed), cutoff)
+    return sorted(doomed)
