@@ -94,3 +94,33 @@ def test_bad_setting_from_environment(monkeypatch, tmp_path):
     result = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "dim" in result.output
+
+
+def test_run_from_a_zip_served_on_loopback(make_dataset, tmp_path):
+    import functools
+    import http.server
+    import threading
+    import zipfile
+
+    data = make_dataset()
+    site = tmp_path / "site"
+    site.mkdir()
+    with zipfile.ZipFile(site / "ml-tiny.zip", "w") as zf:
+        for name in ("ratings.csv", "movies.csv", "links.csv"):
+            zf.write(data / name, f"ml-tiny/{name}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/ml-tiny.zip"
+        args = ["run", "--data", url, "--out", str(tmp_path / "out"), "--dim", "2",
+                "--top-k", "3"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        server.shutdown()  # the second run must come from the cache
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    finally:
+        server.server_close()
+    payload = json.loads((tmp_path / "out/latest/json/v1/movies/10.json").read_bytes())
+    assert [s["movie_id"] for s in payload["similar"]] == [11, 12, 13]
