@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 from scipy.sparse.linalg import svds
 from threadpoolctl import threadpool_limits
 
 from recs.errors import InputError
 from recs.ingest import Ratings
+from recs.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +64,57 @@ def normalize_rows(x: NDArray) -> NDArray[np.float32]:
     return (x / norms).astype(np.float32)
 
 
-def embed(ratings: Ratings, dim: int, seed: int = 0) -> Embeddings:
-    """Movie vectors: the right singular vectors scaled by the singular values, unit-normalised.
+def svd_input(matrix: sparse.csr_array, binary: bool, user_power: float, movie_power: float):
+    """The matrix the SVD factors: (n_users, n_movies) float64 CSR.
+
+    binary: 1 where rated (stars ignored). Each row is divided by (ratings of that user) **
+    user_power and each column by (ratings of that movie) ** movie_power, so heavy raters and
+    blockbusters do not dominate the leading singular vectors.
+    """
+    x = matrix.astype(np.float64).tocsr(copy=True)
+    if binary:
+        x.data[:] = 1.0
+    activity = np.maximum(np.diff(x.indptr), 1).astype(np.float64)
+    support = np.maximum(np.bincount(x.indices, minlength=x.shape[1]), 1).astype(np.float64)
+    x = sparse.diags_array(activity**-user_power) @ x @ sparse.diags_array(support**-movie_power)
+    return x.tocsr()
+
+
+def movie_vectors(
+    matrix: sparse.csr_array,
+    dim: int,
+    seed: int,
+    binary: bool = True,
+    user_power: float = 0.0,
+    movie_power: float = 0.0,
+    sv_power: float = 1.0,
+) -> NDArray[np.float32]:
+    """Unit-length movie vectors (n_movies, dim): right singular vectors scaled by s ** sv_power.
 
     Scaling by s keeps the strong taste axes dominant; unit norm makes the neighbour search
     cosine, so rarely rated movies (short vectors) do not crowd together near the origin.
     """
+    x = svd_input(matrix, binary, user_power, movie_power)
+    dim = min(dim, min(x.shape) - 1)
+    _, s, vt = truncated_svd(x, dim, seed)
+    return normalize_rows((vt * (s**sv_power)[:, None]).T)
+
+
+def embed(ratings: Ratings, settings: Settings | int, seed: int = 0) -> Embeddings:
+    """Movie vectors for every rated movie, by the recipe in `settings` (see `movie_vectors`).
+
+    (`embed(ratings, dim, seed)` still works while the job moves to `embed(ratings, settings)`.)
+    """
+    if isinstance(settings, int):
+        settings = Settings(dim=settings, seed=seed)
     started = time.perf_counter()
-    _, s, vt = truncated_svd(ratings.matrix, dim, seed)
-    vectors = normalize_rows((vt * s[:, None]).T)
+    vectors = movie_vectors(
+        ratings.matrix, settings.dim, settings.seed, binary=settings.svd_binary,
+        user_power=settings.svd_user_power, movie_power=settings.svd_movie_power,
+        sv_power=settings.svd_sv_power,
+    )
     log.info(
         "embedded %d movies in %d dimensions in %.2f s",
-        len(ratings.movie_ids), dim, time.perf_counter() - started,
+        len(ratings.movie_ids), vectors.shape[1], time.perf_counter() - started,
     )
     return Embeddings(vectors=vectors, movie_ids=ratings.movie_ids)

@@ -41,16 +41,19 @@ class Settings(BaseSettings):
     # the recipe, chosen by `recs evaluate` (next-watch HR@10 on a validation split)
     svd_binary: bool = Field(True, description="factor 1 where rated instead of the stars")
     svd_user_power: float = Field(
-        0.0, ge=0, le=2, description="divide each user's row by (her ratings) ** this"
+        0.5, ge=0, le=2, description="divide each user's row by (her ratings) ** this"
     )
     svd_movie_power: float = Field(
-        0.0, ge=0, le=2, description="divide each movie's column by (its ratings) ** this"
+        0.25, ge=0, le=2, description="divide each movie's column by (its ratings) ** this"
     )
-    svd_sv_power: float = Field(1.0, ge=0, le=2, description="scale vectors by s ** this")
+    svd_sv_power: float = Field(0.5, ge=0, le=2, description="scale vectors by s ** this")
     min_support: int = Field(
-        2, ge=1, description="movies with fewer ratings get no list and are in no list"
+        3, ge=1, description="movies with fewer ratings get no list and are in no list"
     )
-    pool: int = Field(50, ge=1, description="SVD candidates per movie the re-rank chooses from")
+    pool: int = Field(100, ge=1, description="SVD candidates per movie the re-rank orders")
+    rerank_pop_power: float = Field(
+        0.2, ge=0, le=2, description="re-rank score: cos x co-watchers / (ratings of it) ** this"
+    )
     history_days: int = Field(
         90, ge=0, description="days of OUT/history/run_date=... partitions to keep"
     )

@@ -1,0 +1,178 @@
+"""Evaluation protocols, baselines and the quality gate on tiny hand-made data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from recs.baselines import dense_lists, ease_rows
+from recs.evaluate import (
+    Events,
+    catalog_health,
+    co_liked_recall,
+    evaluate,
+    events_matrix,
+    hit_ranks,
+    load_events,
+    next_watch_scores,
+    next_watch_split,
+    quality,
+    user_split,
+)
+from recs.neighbors import Neighbors
+from recs.ranking import top_dense
+from recs.settings import Settings
+
+
+def events(rows: list[tuple[int, int, float, int]]) -> Events:
+    rows = sorted(rows, key=lambda r: (r[0], r[3], r[1]))
+    u, m, r, t = (np.array(c) for c in zip(*rows, strict=True))
+    return Events(u.astype(np.int64), m.astype(np.int64), r.astype(np.float32), t.astype(np.int64))
+
+
+def lists(table: dict[int, list[int]], k: int = 3) -> Neighbors:
+    ids = sorted(table)
+    nb = np.array([table[i] + [-1] * (k - len(table[i])) for i in ids], np.int64)
+    return Neighbors(np.array(ids, np.int64), nb, np.zeros(nb.shape, np.float32))
+
+
+def test_next_watch_split_holds_out_last_pairs_and_never_trains_on_targets():
+    ev = events([(1, m, 4.0, t) for t, m in enumerate([10, 11, 12, 13, 14])]
+                + [(2, 20, 3.0, 5), (2, 21, 3.0, 5), (2, 19, 3.0, 1)])
+    split = next_watch_split(ev, pairs=2)
+    # user 1: pairs (12 -> 13), (13 -> 14); user 2 orders equal times by id: 19, 20, 21
+    assert split.queries.tolist() == [12, 13, 19, 20]
+    assert split.targets.tolist() == [13, 14, 20, 21]
+    trained = set(zip(split.train.user_ids.tolist(), split.train.movie_ids.tolist(), strict=True))
+    for u, t in zip(split.users.tolist(), split.targets.tolist(), strict=True):
+        assert (u, t) not in trained
+    assert trained == {(1, 10), (1, 11), (1, 12), (2, 19)}
+
+
+def test_user_split_is_disjoint_and_seeded():
+    ev = events([(u, m, 4.0, m) for u in range(1, 21) for m in range(3)])
+    train, test = user_split(ev, seed=7)
+    assert not set(train.user_ids) & set(test.user_ids)
+    assert len(np.unique(test.user_ids)) == 4
+    again = user_split(ev, seed=7)[1]
+    assert np.array_equal(test.user_ids, again.user_ids)
+
+
+def test_hit_rate_is_one_when_every_target_is_listed_and_zero_when_none():
+    ev = events([(1, 1, 4, 0), (1, 2, 4, 1), (1, 3, 4, 2), (2, 1, 4, 0), (2, 3, 4, 1)])
+    split = next_watch_split(ev, pairs=1)  # (2 -> 3) and (1 -> 3)
+    all_in = lists({1: [3, 2], 2: [3, 1], 3: [1, 2]})
+    scores = next_watch_scores(all_in, split, k=3, seed=0)
+    assert scores["hr"] == 1.0 and scores["ndcg"] == 1.0
+    second = lists({1: [2, 3], 2: [1, 3], 3: [1, 2]})
+    assert next_watch_scores(second, split, 3, 0)["ndcg"] == pytest.approx(1 / np.log2(3))
+    none_in = lists({1: [2], 2: [1], 3: [1, 2]})
+    assert next_watch_scores(none_in, split, 3, 0)["hr"] == 0.0
+    assert hit_ranks(lists({9: [3]}), split.queries, split.targets, 3).tolist() == [-1, -1]
+
+
+def test_co_liked_recall_and_coverage_known_values():
+    test = events([(5, 1, 5.0, 0), (5, 2, 4.0, 1), (5, 3, 4.5, 2), (5, 4, 1.0, 3)])
+    perfect = lists({1: [2, 3], 2: [1, 3], 3: [1, 2]})
+    assert co_liked_recall(perfect, test, k=3) == 1.0
+    half = lists({1: [2, 4], 2: [4, 9], 3: [1, 2]})  # 1/2, 0/2, 2/2
+    assert co_liked_recall(half, test, k=3) == pytest.approx(0.5)
+    train = events_matrix(events([(1, m, 4.0, m) for m in (1, 2, 3, 4)] + [(2, 1, 4.0, 9)]))
+    health = catalog_health(lists({1: [2], 2: [1], 3: [1], 4: [1]}), train, np.array([1]), 3)
+    assert health["coverage"] == 0.5 and health["pop_targets"] == 2.0
+    assert health["pop_recommended"] == pytest.approx((2 + 1 + 2 + 2) / 4)
+
+
+def test_ease_woodbury_rows_equal_a_direct_inverse():
+    rng = np.random.default_rng(3)
+    x = sparse.csr_array((rng.random((6, 9)) < 0.4).astype(np.float64))  # fewer users than movies
+    lam = 2.5
+    p = np.linalg.inv(x.toarray().T @ x.toarray() + lam * np.eye(9))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    rows, diag = ease_rows(x, lam)
+    np.testing.assert_allclose(rows(np.arange(9)), b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(diag, np.diag(p), rtol=1e-10)
+    tall = sparse.csr_array(np.vstack([x.toarray()] * 2))  # more users than movies: direct
+    p2 = np.linalg.inv(tall.toarray().T @ tall.toarray() + lam * np.eye(9))
+    np.testing.assert_allclose(ease_rows(tall, lam)[0](np.array([4]))[0, 0], -p2[4, 0] / p2[0, 0],
+                               rtol=1e-5)
+
+
+def test_ties_are_broken_by_a_fixed_hash_not_always_toward_the_same_movies():
+    scores = np.zeros((50, 40), np.float32)
+    ids, _ = top_dense(scores, np.arange(50, dtype=np.int64), np.arange(40, dtype=np.int64), 3)
+    again, _ = top_dense(scores, np.arange(50, dtype=np.int64), np.arange(40, dtype=np.int64), 3)
+    assert np.array_equal(ids, again)
+    assert len(np.unique(ids)) > 20  # id order would give {0, 1, 2} to every row
+    best = dense_lists(lambda b: np.tile(np.arange(5, dtype=np.float32), (len(b), 1)),
+                       np.arange(5, dtype=np.int64) * 10, 2)
+    assert best.neighbor_ids[4].tolist() == [30, 20]  # never the query itself
+
+
+def write_folder(folder: Path, rows: list[tuple[int, int, float, int]]) -> Path:
+    folder.mkdir()
+    movies = sorted({m for _, m, _, _ in rows})
+    (folder / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n" + "".join(f"{u},{m},{r},{t}\n" for u, m, r, t in rows)
+    )
+    (folder / "movies.csv").write_text(
+        "movieId,title,genres\n" + "".join(f"{m},Movie {m} (2000),Drama\n" for m in movies)
+    )
+    (folder / "links.csv").write_text(
+        "movieId,imdbId,tmdbId\n" + "".join(f"{m},{m:07d},{m}\n" for m in movies)
+    )
+    return folder
+
+
+def two_groups(seed: int = 0) -> list[tuple[int, int, float, int]]:
+    """Users 1-30 watch movies 1-12 and users 31-60 watch 101-112, in a random order each."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(1, 61):
+        pool = np.arange(1, 13) if u <= 30 else np.arange(101, 113)
+        for t, m in enumerate(rng.permutation(pool)[: rng.integers(7, 12)]):
+            rows.append((u, int(m), float(rng.integers(1, 6)), 1000 * u + t))
+    return rows
+
+
+def test_load_events_dedups_and_orders_by_time_then_id(tmp_path):
+    folder = write_folder(tmp_path / "d", [(1, 5, 3.0, 20), (1, 2, 4.0, 20), (1, 5, 1.0, 30),
+                                           (1, 9, 2.0, 10)])
+    ev = load_events(folder)
+    assert ev.movie_ids.tolist() == [9, 2, 5]
+    assert ev.ratings.tolist() == [2.0, 4.0, 1.0]  # the latest rating of a pair rated twice
+
+
+def test_evaluate_is_reproducible_and_beats_random_on_clear_structure(tmp_path):
+    folder = write_folder(tmp_path / "d", two_groups())
+    settings = Settings(dim=4, min_support=2, pool=20)
+    first = evaluate(folder, settings, k=5, seed=1)
+    second = evaluate(folder, settings, k=5, seed=1)
+    strip = lambda r: {n: {m: v for m, v in row.items() if m != "seconds"}  # noqa: E731
+                       for n, row in r["rows"].items()}
+    assert strip(first) == strip(second)
+    rows = first["rows"]
+    assert rows["recs (configured)"]["hr"] > rows["random"]["hr"]
+    assert rows["recs (configured)"]["co_liked_recall"] > rows["random"]["co_liked_recall"] + 0.1
+
+
+def test_quality_gate_measures_given_lists(tmp_path):
+    folder = write_folder(tmp_path / "d", two_groups())
+    ev = load_events(folder)
+    split = next_watch_split(ev, pairs=1)
+    perfect = {}
+    for q, t in zip(split.queries.tolist(), split.targets.tolist(), strict=True):
+        perfect.setdefault(q, set()).add(t)
+    ids = sorted(perfect)
+    width = max(len(v) for v in perfect.values())
+    nb = np.array([sorted(perfect[i]) + [-1] * (width - len(perfect[i])) for i in ids])
+    good = Neighbors(np.array(ids), nb, np.zeros(nb.shape, np.float32))
+    assert quality(ev, good, k=width)["hr"] == 1.0
+    empty = Neighbors(np.array(ids), np.full(nb.shape, -1), np.zeros(nb.shape, np.float32))
+    result = quality(ev, empty, k=width)
+    assert result["hr"] == 0.0 and result["coverage"] == 0.0
+    assert quality(ev, good, k=width) == quality(ev, good, k=width)
