@@ -36,7 +36,7 @@ final as (
         movies.genres,
         try_cast(regexp_extract(trim(movies.title), '\((\d{4})(?:[-–]\d{0,4})?\)$', 1) as smallint) as year,
         try_cast(links.imdb_text as bigint) as imdb_id,
-        links.tmdb_id,
+        try_cast(links.tmdb_text as bigint) as tmdb_id,
         coalesce(rating_stats.n_ratings, 0) as n_ratings,
         rating_stats.mean_rating
     from movies

@@ -1,3 +1,5 @@
+-- one row per line of movies.csv, read once with rejected rows kept aside (see ratings.sql);
+-- a movieId that is not a whole number >= 0 becomes null, which check_movies counts
 create or replace temp table movies as
 
 with source as (
@@ -5,7 +7,8 @@ with source as (
     select * from read_csv(
         $movies_csv,
         header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-        columns = {'movieId': 'BIGINT', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
+        store_rejects = true, rejects_limit = 100,
+        columns = {'movieId': 'DOUBLE', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
     )
 
 ),
@@ -13,7 +16,8 @@ with source as (
 final as (
 
     select
-        movieId as movie_id,
+        case when movieId >= 0 and movieId < 9e15 and movieId = trunc(movieId)
+            then movieId::bigint end as movie_id,
         title,
         genres
     from source

@@ -1,13 +1,11 @@
 -- the users x movies pivot as sparse (row, column, value) triplets: zeros are never stored.
--- a (user, movie) pair rated twice keeps its latest rating (ties: the higher rating)
-with ratings_latest as (
+-- one triplet per ratings.csv row whose movie is listed in movies.csv (other rows are dropped).
+-- a (user, movie) pair rated twice gives two triplets here: grouping 25M rows to rule that out
+-- costs seconds, so recs.ingest detects it for free (building the csr matrix merges the pair)
+-- and only then reads rating_triplets_latest instead
+with ratings as (
 
-    select
-        user_id,
-        movie_id,
-        arg_max(rating, (rated_at, rating)) as rating
-    from ratings
-    group by user_id, movie_id
+    select * from ratings
 
 ),
 
@@ -16,10 +14,10 @@ final as (
     select
         user_index.user_index,
         movie_index.movie_index,
-        ratings_latest.rating::float as rating
-    from ratings_latest
-    join user_index using (user_id)
-    join movie_index using (movie_id)
+        ratings.rating::float as rating
+    from ratings
+    inner join user_index on user_index.user_id = ratings.user_id
+    inner join movie_index on movie_index.movie_id = ratings.movie_id
 
 )
 

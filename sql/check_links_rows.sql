@@ -1,0 +1,55 @@
+-- failure path only: the first row of links.csv with a bad id or a movieId listed before,
+-- read again as text in file order; first_record is where a repeated movieId first appeared
+with source as (
+
+    select * from read_csv(
+        $links_csv,
+        header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+        columns = {'movieId': 'VARCHAR', 'imdbId': 'VARCHAR', 'tmdbId': 'VARCHAR'}
+    )
+
+),
+
+numbered as (
+
+    select
+        row_number() over () as record,
+        *
+    from source
+
+),
+
+problems as (
+
+    select
+        record,
+        movieId,
+        coalesce(
+            field_problem('id', movieId),
+            case
+                when record > min(record) over (partition by try_cast(movieId as double))
+                    then 'duplicate'
+            end
+        ) as movieId_problem,
+        min(record) over (partition by try_cast(movieId as double)) as first_record,
+        imdbId,
+        field_problem('digits', imdbId) as imdbId_problem,
+        tmdbId,
+        field_problem('digits', tmdbId) as tmdbId_problem
+    from numbered
+
+),
+
+final as (
+
+    select *
+    from problems
+    where movieId_problem is not null
+        or imdbId_problem is not null
+        or tmdbId_problem is not null
+    order by record
+    limit 1
+
+)
+
+select * from final

@@ -1,0 +1,49 @@
+-- failure path only: the first row of movies.csv with a bad movieId or one listed before,
+-- read again as text in file order; first_record is where a repeated movieId first appeared
+with source as (
+
+    select * from read_csv(
+        $movies_csv,
+        header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+        columns = {'movieId': 'VARCHAR', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
+    )
+
+),
+
+numbered as (
+
+    select
+        row_number() over () as record,
+        *
+    from source
+
+),
+
+problems as (
+
+    select
+        record,
+        movieId,
+        coalesce(
+            field_problem('id', movieId),
+            case
+                when record > min(record) over (partition by try_cast(movieId as double))
+                    then 'duplicate'
+            end
+        ) as movieId_problem,
+        min(record) over (partition by try_cast(movieId as double)) as first_record
+    from numbered
+
+),
+
+final as (
+
+    select *
+    from problems
+    where movieId_problem is not null
+    order by record
+    limit 1
+
+)
+
+select * from final

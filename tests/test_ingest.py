@@ -1,0 +1,181 @@
+"""Reading a MovieLens folder: the sparse pivot, the movie table, and the odd-input policies."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recs.ingest import connect, load_dataset, load_tables, ratings_matrix, read_dataset
+from recs.sqlfiles import load_sql
+
+MOVIES = (
+    "movieId,title,genres\n"
+    "10,Alpha (1990),Drama\n"
+    '20,"Beta, The (1991)",Comedy\n'
+    '30,"The ""Gamma"" Story (1992)",Action|Drama\n'
+    "40,Delta (1993),(no genres listed)\n"
+)
+LINKS = (
+    "movieId,imdbId,tmdbId\n"
+    "10,0000010,110\n"
+    "20,0000020,120\n"
+    "30,0000030,130\n"
+    "40,0000040,140\n"
+)
+
+
+def write(folder: Path, ratings: str, movies: str = MOVIES, links: str = LINKS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + ratings)
+    (folder / "movies.csv").write_text(movies)
+    (folder / "links.csv").write_text(links)
+    return folder
+
+
+def dense(folder: Path) -> dict[tuple[int, int], float]:
+    """{(userId, movieId): stars} of the matrix read_dataset builds."""
+    ratings, _ = read_dataset(folder)
+    coo = ratings.matrix.tocoo()
+    return {
+        (int(ratings.user_ids[r]), int(ratings.movie_ids[c])): float(v)
+        for r, c, v in zip(coo.row, coo.col, coo.data, strict=True)
+    }
+
+
+def codes(folder: Path) -> dict[str, int]:
+    return {p.code: p.count for p in load_dataset(folder).problems}
+
+
+# --- the pivot ----------------------------------------------------------------------------------
+
+
+def test_sparse_matrix_equals_duckdb_pivot(tmp_path: Path) -> None:
+    # user 7 rated every movie, user 3 only one; movie ids sort differently as text ('100' < '20')
+    movies = MOVIES + "100,Epsilon (1994),Drama\n"
+    links = LINKS + "100,0000100,\n"
+    rows = [(3, 20, 2.5), (7, 10, 4.0), (7, 20, 0.5), (7, 30, 5.0), (7, 40, 3.5), (7, 100, 1.0),
+            (9, 100, 4.5), (9, 10, 3.0), (12, 40, 2.0)]
+    folder = write(tmp_path, "".join(f"{u},{m},{r},{i}\n" for i, (u, m, r) in enumerate(rows)),
+                   movies, links)
+    con = connect()
+    try:
+        load_tables(con, folder)
+        ratings = ratings_matrix(con)
+        cursor = con.execute(load_sql("ratings_pivot"))
+        pivot_rows = cursor.fetchall()
+        names = [d[0] for d in cursor.description]
+    finally:
+        con.close()
+    assert names[1:] != sorted(names[1:], key=int)  # text order: mapping by name matters
+    expected = np.zeros(ratings.matrix.shape, np.float32)
+    col_of = {int(m): j for j, m in enumerate(ratings.movie_ids)}
+    row_of = {int(u): i for i, u in enumerate(ratings.user_ids)}
+    for row in pivot_rows:
+        for name, value in zip(names[1:], row[1:], strict=True):
+            expected[row_of[row[0]], col_of[int(name)]] = value
+    assert sorted(row_of) == [r[0] for r in pivot_rows] == [3, 7, 9, 12]
+    assert sorted(col_of) == [10, 20, 30, 40, 100]
+    np.testing.assert_array_equal(ratings.matrix.toarray(), expected)
+    assert ratings.matrix.nnz == len(rows)  # no stored zeros
+    assert ratings.matrix.dtype == np.float32 and ratings.matrix.has_sorted_indices
+
+
+# --- policies for odd but usable inputs ---------------------------------------------------------
+
+
+def test_duplicate_ratings_keep_the_latest(tmp_path: Path) -> None:
+    folder = write(tmp_path, (
+        "1,10,2.0,100\n"
+        "1,10,4.5,300\n"  # latest: kept
+        "1,10,1.0,200\n"
+        "2,20,3.0,50\n"
+        "2,20,3.5,50\n"  # same time: the higher rating is kept
+        "2,30,5.0,10\n"
+    ))
+    assert dense(folder) == {(1, 10): 4.5, (2, 20): 3.5, (2, 30): 5.0}
+    data = load_dataset(folder)
+    assert data.counts["duplicates"] == 3 and data.counts["ratings_rows"] == 6
+    [dup] = [p for p in data.problems if p.code == "duplicate_ratings"]
+    assert dup.count == 3 and "e.g. userId 1, movieId 10" in dup.message
+    assert "kept the latest" in dup.message
+
+
+def test_no_duplicates_no_warning(tmp_path: Path) -> None:
+    folder = write(tmp_path, "1,10,2.0,100\n1,20,4.5,300\n2,10,3.0,5\n")
+    assert "duplicate_ratings" not in codes(folder)
+
+
+def test_ratings_of_unlisted_movies_are_dropped(tmp_path: Path, caplog) -> None:
+    folder = write(tmp_path, "1,10,4.0,1\n1,99,5.0,2\n2,99,3.0,3\n2,98,1.0,4\n2,20,2.0,5\n")
+    with caplog.at_level(logging.WARNING, logger="recs.ingest"):
+        data = load_dataset(folder)
+    assert dense(folder) == {(1, 10): 4.0, (2, 20): 2.0}
+    assert data.counts["unlisted_ratings"] == 3 and data.counts["unlisted_movies"] == 2
+    assert data.counts["ratings_used"] == 2
+    assert any("3 ratings of 2 movies missing from" in r.message for r in caplog.records)
+
+
+def test_links_with_missing_ids_are_null(tmp_path: Path) -> None:
+    links = "movieId,imdbId,tmdbId\n10,,110\n20,0000020,\n30,,\n40,0000040,140\n"
+    folder = write(tmp_path, "1,10,4.0,1\n1,20,3.0,2\n", links=links)
+    _, movies = read_dataset(folder)
+    table = {r["movie_id"]: r for r in movies.to_pylist()}
+    assert [table[m]["imdb_id"] for m in (10, 20, 30, 40)] == [None, 20, None, 40]
+    assert [table[m]["tmdb_id"] for m in (10, 20, 30, 40)] == [110, None, None, 140]
+    found = codes(folder)
+    assert found["links_without_imdb"] == 2 and found["links_without_tmdb"] == 2
+
+
+def test_movies_missing_from_links_are_kept(tmp_path: Path) -> None:
+    links = "movieId,imdbId,tmdbId\n10,0000010,110\n77,0000077,770\n"  # 20-40 missing, 77 unlisted
+    folder = write(tmp_path, "1,10,4.0,1\n1,20,3.0,2\n", links=links)
+    _, movies = read_dataset(folder)
+    assert movies.column("movie_id").to_pylist() == [10, 20, 30, 40]
+    assert movies.column("imdb_id").to_pylist() == [10, None, None, None]
+    found = codes(folder)
+    assert found["movies_without_links"] == 3 and found["links_without_movies"] == 1
+    assert found["movies_unrated"] == 2  # 30 and 40
+
+
+# --- the movie table ----------------------------------------------------------------------------
+
+
+def test_movie_table_columns(tmp_path: Path) -> None:
+    folder = write(tmp_path, "1,10,4.0,1\n2,10,3.0,2\n1,30,5.0,3\n")
+    _, movies = read_dataset(folder)
+    rows = {r["movie_id"]: r for r in movies.to_pylist()}
+    assert rows[30]["title"] == 'The "Gamma" Story (1992)' and rows[30]["year"] == 1992
+    assert rows[20]["title"] == "Beta, The (1991)"
+    assert rows[10]["n_ratings"] == 2 and rows[10]["mean_rating"] == pytest.approx(3.5)
+    assert rows[40]["n_ratings"] == 0 and rows[40]["mean_rating"] is None
+
+
+# --- real data ----------------------------------------------------------------------------------
+
+
+def test_ml_latest_small_reads_exactly(ml_small: Path) -> None:
+    data = load_dataset(ml_small)
+    ratings, movies = data.ratings, data.movies
+    assert ratings.matrix.nnz == 100_836
+    assert ratings.matrix.shape == (610, 9_724)
+    assert movies.num_rows == 9_742
+    assert np.all(np.diff(ratings.user_ids) > 0) and np.all(np.diff(ratings.movie_ids) > 0)
+    assert set(np.unique(ratings.matrix.data)) == {x / 2 for x in range(1, 11)}
+    genres = movies.column("genres").to_pylist()
+    assert not any("\r" in g for g in genres)
+    titles = dict(zip(movies.column("movie_id").to_pylist(), movies.column("title").to_pylist(),
+                      strict=True))
+    assert '"' in titles[7789] and titles[7789].startswith("11'09")
+    assert str(movies.schema.field("imdb_id").type) == "int64"
+    imdb = dict(zip(movies.column("movie_id").to_pylist(), movies.column("imdb_id").to_pylist(),
+                    strict=True))
+    assert imdb[1] == 114709  # "0114709" in links.csv
+    assert movies.column("imdb_id").null_count == 0
+    assert movies.column("tmdb_id").null_count == 8
+    assert {p.code: p.count for p in data.problems} == {
+        "links_without_tmdb": 8, "movies_unrated": 18,
+    }
+    assert data.counts["duplicates"] == 0 and data.counts["unlisted_ratings"] == 0
