@@ -11,6 +11,7 @@ measurements taken minutes apart in one run; anything that takes under --quick s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -101,7 +102,9 @@ def dataset(name: str, cache: Path) -> Path:
     users, movies, ratings = SYNTHETIC[name]
     folder = cache / f"{name}-seed0"
     marker = folder / "synth.json"
-    wanted = {"users": users, "movies": movies, "ratings": ratings, "seed": 0}
+    # a change to the generator's code makes other data: regenerate then
+    code = hashlib.sha256((REPO / "recs" / "synth.py").read_bytes()).hexdigest()[:16]
+    wanted = {"users": users, "movies": movies, "ratings": ratings, "seed": 0, "code": code}
     if marker.exists():
         done = json.loads(marker.read_text())
         if {key: done.get(key) for key in wanted} == wanted:
@@ -110,8 +113,9 @@ def dataset(name: str, cache: Path) -> Path:
     from recs.synth import write_synthetic
 
     print(f"bench: generating {name} ({ratings:,} ratings) into {folder} ...", flush=True)
+    marker.unlink(missing_ok=True)
     info = write_synthetic(folder, users, movies, ratings, seed=0)
-    marker.write_text(json.dumps(info))
+    marker.write_text(json.dumps(info | {"code": code}))
     print(f"bench: generated in {info['seconds']:.1f} s", flush=True)
     return folder
 

@@ -47,6 +47,8 @@ _FOREIGN = ("Amélie", "Mañana", "Schöne", "Café", "Crème", "Niño", "Ça", 
 _START = 820_454_400  # 1996-01-01 UTC, ml-latest's first ratings
 _END = 1_697_068_800  # 2023-10-12 UTC
 _DAY = 86_400
+# how strongly a taste cluster prefers movies near its centre over merely popular ones
+_TASTE = 1.6
 
 
 def write_synthetic(out: Path, users: int, movies: int, ratings: int, seed: int = 0) -> dict:
@@ -64,7 +66,7 @@ def write_synthetic(out: Path, users: int, movies: int, ratings: int, seed: int 
     per_user = _activity(rng, users, movies, ratings, min_per_user)
     user_idx, movie_idx = _sample_pairs(rng, model, per_user)
     stars = _stars(rng, model, user_idx, movie_idx)
-    stamps = _timestamps(rng, users, user_idx)
+    stamps = _timestamps(rng, model, user_idx, movie_idx)
     movie_ids = _movie_ids(rng, movies)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +139,7 @@ def _latent_model(rng: np.random.Generator, users: int, movies: int) -> dict:
     popularity /= popularity.sum()
     # a cluster picks movies near its centre more often: p_c(j) ~ popularity_j * exp(affinity)
     affinity = (centers @ movie_vec.T) / np.sqrt(dim)
-    weights = popularity[None, :] * np.exp(1.2 * np.clip(affinity, -3.0, 3.0))
+    weights = popularity[None, :] * np.exp(_TASTE * np.clip(affinity, -3.0, 3.0))
     choice_cdf = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
     choice_cdf[:, -1] = 1.0
     return {
@@ -289,13 +291,22 @@ def _stars(
 
 
 def _timestamps(
-    rng: np.random.Generator, users: int, user_idx: NDArray[np.int32]
+    rng: np.random.Generator,
+    model: dict,
+    user_idx: NDArray[np.int32],
+    movie_idx: NDArray[np.int32],
 ) -> NDArray[np.int64]:
     """Unix seconds per rating: each user is active over one window (a single evening up to
-    years) somewhere between 1996 and 2023, and her ratings are spread inside it."""
+    years) somewhere between 1996 and 2023, and goes through her tastes in phases (movies of
+    one cluster rated close together), so the order of a history carries signal too."""
+    users = len(model["user_bias"])
+    clusters = int(model["movie_cluster"].max()) + 1
     span = np.minimum(np.exp(rng.normal(2.0, 2.2, users)) * _DAY, (_END - _START) / 2)
     first = _START + rng.random(users) * (_END - _START - span)
-    offsets = rng.random(len(user_idx))
+    phase = rng.random((users, clusters)).astype(np.float32)
+    offsets = phase[user_idx, model["movie_cluster"][movie_idx]]
+    offsets += rng.normal(0.0, 0.15, len(user_idx)).astype(np.float32)
+    np.clip(offsets, 0.0, 1.0, out=offsets)
     return (first[user_idx] + offsets * span[user_idx]).astype(np.int64)
 
 
