@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job-args", default="", help="extra arguments for `recs run`")
     parser.add_argument("--no-job", action="store_true", help="measure the floors only")
     parser.add_argument("--no-tutorial", action="store_true", help="skip the tutorial baseline")
-    parser.add_argument("--tutorial-queries", type=int, default=1000,
+    parser.add_argument("--tutorial-queries", type=int, default=500,
                         help="LanceDB queries the tutorial runs, scaled up to every movie; "
                              "0 runs one per movie (minutes)")
     parser.add_argument("--repeat", type=int, default=3,
