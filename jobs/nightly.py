@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from recs import explain, history, neighbors, publish, store, write
+from recs import history, neighbors, publish, rerank, store, write
 from recs.embed import embed
-from recs.ingest import read_dataset
+from recs.ingest import load_dataset
 from recs.settings import Settings
 from recs.source import dataset_files, resolve_data, sha256_file
+from recs.validate import check_size
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +67,19 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
         with ThreadPoolExecutor(1) as pool:  # hash the inputs while DuckDB reads them
             hashes = pool.submit(lambda: {n: _describe(p) for n, p in files.items()})
             with stages("read"):
-                ratings, movies = read_dataset(folder, settings.threads)
+                data = load_dataset(folder, settings.threads)
+                ratings, movies = data.ratings, data.movies
+                check_size(ratings, settings.dim, settings.top_k)
             with stages("embed"):
-                emb = embed(ratings, settings.dim, settings.seed)
+                emb = embed(ratings, settings)
             with stages("neighbors"):
-                lists = _neighbors(emb, settings, progress)
-            with stages("explain"):
-                co = explain.co_watchers(explain.watched_by(ratings), ratings.movie_ids, lists)
+                pools = _candidate_pools(ratings, emb, settings, progress)
+            with stages("rerank"):
+                lists = rerank.rerank(ratings, pools, settings.top_k, settings)
             inputs = hashes.result()
         stage = publish.staging_dir(out, run_id)
         with stages("write"):
-            written = _write_outputs(stage, movies, emb, lists, co)
+            written = _write_outputs(stage, movies, emb, lists)
             changes = write.write_changes(written, run_id, previous)
             if settings.precompress:
                 write.precompress(written)
@@ -134,32 +137,37 @@ def _manifest_of(run_dir: Path | None) -> dict[str, Any] | None:
         return None
 
 
-def _neighbors(emb, settings: Settings, progress: Progress | None) -> neighbors.Neighbors:
-    """Every movie's top-k, from the configured engine."""
-    eligible = np.ones(len(emb.movie_ids), bool)
-    pool = settings.top_k + max(8, settings.top_k)
+def _candidate_pools(
+    ratings, emb, settings: Settings, progress: Progress | None
+) -> neighbors.Neighbors:
+    """Each listed movie's `pool` nearest eligible movies by cosine, from the configured engine
+    (both engines give identical pools)."""
+    eligible = rerank.eligible(ratings, settings)
+    rows = np.flatnonzero(rerank.listed(ratings, settings))
+    pool = min(settings.pool, int(eligible.sum()) - 1)
+    margin = pool + max(16, pool // 4)  # extra candidates so the pool's edge is usually proven
     with tempfile.TemporaryDirectory(prefix="recs-lancedb-") as tmp:
         if settings.engine == "lancedb":
             table = store.write_table(Path(tmp), "staging", store.vector_table(emb))
-            propose = neighbors.lancedb_proposer(emb, eligible, pool, table)
+            propose = neighbors.lancedb_proposer(emb, eligible, margin, table)
         else:
-            propose = neighbors.exact_proposer(emb, eligible, pool)
+            propose = neighbors.exact_proposer(emb, eligible, margin)
         parts = []
-        for part in neighbors.topk(emb, settings.top_k, propose, eligible, settings.batch_size):
+        for part in neighbors.topk(emb, pool, propose, eligible, settings.batch_size, rows):
             parts.append(part)
             if progress:
                 progress(len(part.movie_ids))
     return neighbors.Neighbors.concat(parts)
 
 
-def _write_outputs(stage: Path, movies, emb, lists, co) -> write.FileLog:
-    lists, co = write.sort_lists(lists, co)
+def _write_outputs(stage: Path, movies, emb, lists: rerank.RankedNeighbors) -> write.FileLog:
+    lists = write.sort_lists(lists)
     files = write.FileLog(stage)
     write.write_parquet(files, "recommendations.parquet",
-                        write.recommendations_table(lists, co, movies))
+                        write.recommendations_table(lists, movies))
     write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
     write.write_parquet(files, "embeddings.parquet", write.embeddings_table(emb))
-    write.write_json(files, movies, lists, co)
+    write.write_json(files, movies, lists)
     write.write_assets(files)
     return files
 

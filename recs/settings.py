@@ -47,8 +47,10 @@ class Settings(BaseSettings):
         0.25, ge=0, le=2, description="divide each movie's column by (its ratings) ** this"
     )
     svd_sv_power: float = Field(0.5, ge=0, le=2, description="scale vectors by s ** this")
+    # 1: every rated movie gets a list (HR@10 0.0825 vs 0.0831 at 3 on ml-latest-small, inside
+    # the noise; coverage 0.89). Raise it to keep rarely rated movies out of every list.
     min_support: int = Field(
-        3, ge=1, description="movies with fewer ratings get no list and are in no list"
+        1, ge=1, description="movies with fewer ratings get no list and are in no list"
     )
     pool: int = Field(100, ge=1, description="SVD candidates per movie the re-rank orders")
     rerank_pop_power: float = Field(

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from numpy.typing import NDArray
 
 from recs.embed import Embeddings
 from recs.explain import shared_genres
 from recs.neighbors import Neighbors
+from recs.rerank import RankedNeighbors
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ RECOMMENDATIONS_SCHEMA = pa.schema([
     pa.field("rank", pa.int16(), nullable=False),
     pa.field("neighbor_id", pa.int64(), nullable=False),
     pa.field("score", pa.float32(), nullable=False),
+    pa.field("cosine", pa.float32(), nullable=False),
     pa.field("co_watchers", pa.int32(), nullable=False),
     pa.field("neighbor_title", pa.string()),
     pa.field("neighbor_genres", pa.string()),
@@ -71,21 +72,29 @@ def genre_list(genres: str | None) -> list[str]:
     return genres.split("|")
 
 
-def sort_lists(lists: Neighbors, co: NDArray[np.int32]) -> tuple[Neighbors, NDArray[np.int32]]:
-    """Lists in movie_id order, whatever order their shards arrived in."""
-    order = np.argsort(lists.movie_ids, kind="stable")
-    ordered = Neighbors(lists.movie_ids[order], lists.neighbor_ids[order], lists.scores[order])
-    return ordered, co[order]
+def sort_lists(lists: RankedNeighbors) -> RankedNeighbors:
+    """Lists in movie_id order, whatever order their shards arrived in; movies whose pool held
+    no neighbour at all are dropped (they have no list)."""
+    keep = (lists.neighbor_ids >= 0).any(axis=1)
+    order = np.flatnonzero(keep)[np.argsort(lists.movie_ids[keep], kind="stable")]
+    return RankedNeighbors(
+        movie_ids=lists.movie_ids[order], neighbor_ids=lists.neighbor_ids[order],
+        scores=lists.scores[order], cosine=lists.cosine[order],
+        co_watchers=lists.co_watchers[order],
+    )
 
 
-def recommendations_table(
-    lists: Neighbors, co: NDArray[np.int32], movies: pa.Table
-) -> pa.Table:
-    """One row per (movie, rank), sorted by (movie_id, rank), with the neighbour's metadata."""
+def recommendations_table(lists: RankedNeighbors, movies: pa.Table) -> pa.Table:
+    """One row per (movie, rank), sorted by (movie_id, rank), with the neighbour's metadata.
+
+    Slots without a neighbour (id -1: the pool ran short) are left out.
+    """
     n, k = lists.neighbor_ids.shape
+    valid = (lists.neighbor_ids >= 0).ravel()
+    nbrs = lists.neighbor_ids.ravel()[valid]
+    queries = np.repeat(lists.movie_ids, k)[valid]
     ids = movies["movie_id"].to_numpy()
-    at = np.searchsorted(ids, lists.neighbor_ids.ravel())
-    q_at = np.searchsorted(ids, np.repeat(lists.movie_ids, k))
+    at, q_at = np.searchsorted(ids, nbrs), np.searchsorted(ids, queries)
     genres = movies["genres"].to_pylist()
     shared = [
         "|".join(shared_genres(genre_list(genres[q]), genre_list(genres[m])))
@@ -93,11 +102,12 @@ def recommendations_table(
     ]
     return pa.table(
         [
-            pa.array(np.repeat(lists.movie_ids, k), pa.int64()),
-            pa.array(np.tile(np.arange(1, k + 1, dtype=np.int16), n), pa.int16()),
-            pa.array(lists.neighbor_ids.ravel(), pa.int64()),
-            pa.array(lists.scores.ravel(), pa.float32()),
-            pa.array(co.ravel(), pa.int32()),
+            pa.array(queries, pa.int64()),
+            pa.array(np.tile(np.arange(1, k + 1, dtype=np.int16), n)[valid], pa.int16()),
+            pa.array(nbrs, pa.int64()),
+            pa.array(lists.scores.ravel()[valid], pa.float32()),
+            pa.array(lists.cosine.ravel()[valid], pa.float32()),
+            pa.array(lists.co_watchers.ravel()[valid], pa.int32()),
             movies["title"].take(at),
             movies["genres"].take(at),
             pa.array(shared, pa.string()),
@@ -211,7 +221,7 @@ def imdb_key(imdb_id: int) -> str:
     return f"tt{imdb_id:07d}"
 
 
-def write_json(log_: FileLog, movies: pa.Table, lists: Neighbors, co: NDArray[np.int32]) -> int:
+def write_json(log_: FileLog, movies: pa.Table, lists: RankedNeighbors) -> int:
     """json/v1/movies/<id>.json per listed movie, json/v1/imdb/tt<id>.json, json/v1/index.json.
 
     Each movie's own members are encoded once and spliced into every list that shows it
@@ -223,23 +233,32 @@ def write_json(log_: FileLog, movies: pa.Table, lists: Neighbors, co: NDArray[np
     (root / "movies").mkdir(parents=True)
     (root / "imdb").mkdir()
     cards = _cards(movies)
-    listed = set(lists.movie_ids.tolist()) | set(lists.neighbor_ids.ravel().tolist())
+    listed = set(lists.movie_ids.tolist()) | set(lists.neighbor_ids.ravel().tolist()) - {-1}
     frags = {m: _fragment(cards[m]) for m in listed}
     ids, nbrs = lists.movie_ids.tolist(), lists.neighbor_ids.tolist()
-    scores, cos = np.round(lists.scores.astype(np.float64), 4).tolist(), co.tolist()
+    scores = np.round(lists.scores.astype(np.float64), 4).tolist()
+    cosines = np.round(lists.cosine.astype(np.float64), 4).tolist()
+    cos = lists.co_watchers.tolist()
     genres = {m: tuple(cards[m]["genres"]) for m in listed}
     shared: dict[tuple, str] = {}  # (query genres, neighbour genres) -> JSON list
     encoded = {g: dumps(g).decode() for gs in genres.values() for g in gs}
     imdb_written: set[int] = set()
-    for mid, nbr_row, score_row, co_row in zip(ids, nbrs, scores, cos, strict=True):
+    for mid, nbr_row, score_row, cos_row, co_row in zip(
+        ids, nbrs, scores, cosines, cos, strict=True
+    ):
         items = []
-        for rank, (nid, score, c) in enumerate(zip(nbr_row, score_row, co_row, strict=True), 1):
+        for rank, (nid, score, cosine, c) in enumerate(
+            zip(nbr_row, score_row, cos_row, co_row, strict=True), 1
+        ):
+            if nid < 0:
+                break
             key = (genres[mid], genres[nid])
             if key not in shared:
                 both = shared_genres(list(key[0]), list(key[1]))
                 shared[key] = "[" + ",".join(encoded[g] for g in both) + "]"
             items.append(
-                f'{{"rank":{rank},{frags[nid]},"score":{score!r},"co_watchers":{c},'
+                f'{{"rank":{rank},{frags[nid]},"score":{score!r},"cosine":{cosine!r},'
+                f'"co_watchers":{c},'
                 f'"shared_genres":{shared[key]}}}'
             )
         rel = f"{JSON_ROOT.as_posix()}/movies/{int(mid)}.json"

@@ -71,9 +71,10 @@ def test_shards_in_any_order_give_the_same_lists():
 def small_embeddings(ml_small):
     from recs.embed import embed
     from recs.ingest import read_dataset
+    from recs.settings import Settings
 
     ratings, movies = read_dataset(ml_small)
-    return embed(ratings, 32, seed=0), movies
+    return embed(ratings, Settings(dim=32)), movies
 
 
 def test_lancedb_and_exact_engines_agree_on_real_data(small_embeddings, tmp_path):
