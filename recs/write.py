@@ -84,6 +84,20 @@ def sort_lists(lists: RankedNeighbors) -> RankedNeighbors:
     )
 
 
+class SharedGenres:
+    """Genres two movies share, from their MovieLens genre strings; a few hundred distinct
+    strings make up 10^5-10^6 pairs, so each pair of strings is worked out once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str | None, str | None], list[str]] = {}
+
+    def __call__(self, query: str | None, neighbour: str | None) -> list[str]:
+        key = (query, neighbour)
+        if key not in self._seen:
+            self._seen[key] = shared_genres(genre_list(query), genre_list(neighbour))
+        return self._seen[key]
+
+
 def recommendations_table(lists: RankedNeighbors, movies: pa.Table) -> pa.Table:
     """One row per (movie, rank), sorted by (movie_id, rank), with the neighbour's metadata.
 
@@ -96,10 +110,9 @@ def recommendations_table(lists: RankedNeighbors, movies: pa.Table) -> pa.Table:
     ids = movies["movie_id"].to_numpy()
     at, q_at = np.searchsorted(ids, nbrs), np.searchsorted(ids, queries)
     genres = movies["genres"].to_pylist()
-    shared = [
-        "|".join(shared_genres(genre_list(genres[q]), genre_list(genres[m])))
-        for q, m in zip(q_at.tolist(), at.tolist(), strict=True)
-    ]
+    both = SharedGenres()
+    pairs = zip(q_at.tolist(), at.tolist(), strict=True)
+    shared = ["|".join(both(genres[q], genres[m])) for q, m in pairs]
     return pa.table(
         [
             pa.array(queries, pa.int64()),
@@ -239,9 +252,9 @@ def write_json(log_: FileLog, movies: pa.Table, lists: RankedNeighbors) -> int:
     scores = np.round(lists.scores.astype(np.float64), 4).tolist()
     cosines = np.round(lists.cosine.astype(np.float64), 4).tolist()
     cos = lists.co_watchers.tolist()
-    genres = {m: tuple(cards[m]["genres"]) for m in listed}
+    genres = dict(zip(movies["movie_id"].to_pylist(), movies["genres"].to_pylist(), strict=True))
+    both = SharedGenres()
     shared: dict[tuple, str] = {}  # (query genres, neighbour genres) -> JSON list
-    encoded = {g: dumps(g).decode() for gs in genres.values() for g in gs}
     imdb_written: set[int] = set()
     for mid, nbr_row, score_row, cos_row, co_row in zip(
         ids, nbrs, scores, cosines, cos, strict=True
@@ -254,8 +267,7 @@ def write_json(log_: FileLog, movies: pa.Table, lists: RankedNeighbors) -> int:
                 break
             key = (genres[mid], genres[nid])
             if key not in shared:
-                both = shared_genres(list(key[0]), list(key[1]))
-                shared[key] = "[" + ",".join(encoded[g] for g in both) + "]"
+                shared[key] = dumps(both(*key)).decode()
             items.append(
                 f'{{"rank":{rank},{frags[nid]},"score":{score!r},"cosine":{cosine!r},'
                 f'"co_watchers":{c},'
