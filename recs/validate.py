@@ -64,6 +64,7 @@ TABLES: Mapping[str, str] = MappingProxyType({
     "ratings.csv": "ratings", "movies.csv": "movies", "links.csv": "links",
 })
 _MAX_SHOWN = 40  # characters of a bad value quoted in a message
+_BLOCK = 1 << 24  # bytes read at a time when counting lines
 _ID_RULE = "ids are whole numbers >= 0"
 _FIX_ROW = "fix or remove the row"
 
@@ -261,20 +262,39 @@ def _describe(column: str, value: Any, problem: str) -> str:
 def line_of_record(path: Path, record: int) -> int:
     """The physical line (1-based) where data row `record` (1-based, after the header) starts.
 
-    Counts like DuckDB: blank lines are not rows, quoted fields may span lines. Reads only up
-    to that row (failure path; ~0.6 s per million rows).
+    Counts like DuckDB: empty lines are not rows, a quoted field may span lines ("" inside
+    quotes is an escaped quote, so a line with an odd number of " opens or closes a field).
+    Failure path only; reads up to that row, 16 MiB at a time: a block without any " or empty
+    line is counted with bytes.count (~0.5 s for 25M rows), others line by line.
     """
-    with path.open(encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        start, seen = reader.line_num + 1, 0
-        for fields in reader:
-            if fields:
+    with path.open("rb") as f:
+        f.readline()  # the header, checked to be exact
+        line, seen, in_quote = 1, 0, False
+        while block := f.read(_BLOCK):
+            block += f.readline()  # end the block at a line end
+            if not in_quote and b'"' not in block and not _has_empty_line(block):
+                n = block.count(b"\n") + (not block.endswith(b"\n"))
+                if seen + n >= record:
+                    return line + record - seen
+                line, seen = line + n, seen + n
+                continue
+            for raw in io.BytesIO(block):
+                line += 1
+                odd = raw.count(b'"') % 2 == 1
+                if in_quote:  # this line continues a quoted field of the row before
+                    in_quote = not odd
+                    continue
+                if not raw.rstrip(b"\r\n"):
+                    continue
                 seen += 1
                 if seen == record:
-                    return start
-            start = reader.line_num + 1
+                    return line
+                in_quote = odd
     return record + 1
+
+
+def _has_empty_line(block: bytes) -> bool:
+    return block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block
 
 
 def _rows(

@@ -1,5 +1,7 @@
 -- failure path only: the first row of ratings.csv that breaks a rule, found by reading the file
--- again as text, in file order. record counts data rows from 1 (blank lines are not rows)
+-- again as text, in file order. record counts data rows from 1 (blank lines are not rows).
+-- suspects applies the cheap numeric rules of ratings.sql and check_ratings to every row;
+-- field_problem's wordier diagnosis runs on the suspects only
 with source as (
 
     select * from read_csv(
@@ -14,8 +16,26 @@ numbered as (
 
     select
         row_number() over () as record,
-        *
+        *,
+        try_cast(userId as double) as user_x,
+        try_cast(movieId as double) as movie_x,
+        try_cast(rating as double) as rating_x,
+        try_cast(timestamp as bigint) as time_x
     from source
+
+),
+
+suspects as (
+
+    select *
+    from numbered
+    where not coalesce(
+        user_x >= 0 and user_x < 9e15 and user_x = trunc(user_x)
+        and movie_x >= 0 and movie_x < 9e15 and movie_x = trunc(movie_x)
+        and rating_x between 0.5 and 5.0 and rating_x * 2 = round(rating_x * 2)
+        and time_x is not null,
+        false
+    )
 
 ),
 
@@ -31,7 +51,7 @@ problems as (
         field_problem('rating', rating) as rating_problem,
         timestamp,
         field_problem('timestamp', timestamp) as timestamp_problem
-    from numbered
+    from suspects
 
 ),
 

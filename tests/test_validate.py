@@ -245,3 +245,48 @@ def test_check_size_too_few_to_compare() -> None:
 
 def test_check_size_accepts_the_limits() -> None:
     check_size(_ratings(5, 40), dim=4, top_k=39)
+
+
+def test_blank_lines_before_a_bad_rating(tmp_path: Path) -> None:
+    ratings = RATINGS.replace("2,10,5.0,102\n", "2,10,5.0,102\n\n\n") + "4,10,5.5,106\n"
+    message = fails(make_folder(tmp_path, ratings=ratings))
+    assert "ratings.csv line 10, column 3: rating 5.5 is outside" in message
+
+
+@pytest.mark.parametrize("block", [1, 5, 1 << 24])
+def test_line_of_record_matches_the_csv_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    import csv
+    import random
+
+    import recs.validate
+
+    monkeypatch.setattr(recs.validate, "_BLOCK", block)  # small blocks cross every boundary
+    rng = random.Random(block)
+    for trial in range(40):
+        rows = ["movieId,title,genres"]
+        for i in range(rng.randint(1, 12)):
+            rows.append(rng.choice(
+                ["", f'{i},"two\nlines ""q""",G', f'{i},"a ""q""",G', f"{i},plain,G"]
+            ))
+        eol = rng.choice(["\n", "\r\n"])
+        path = tmp_path / f"m{trial}.csv"
+        path.write_bytes(eol.join(r.replace("\n", eol) for r in rows).encode() + b"\n")
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            next(reader)
+            starts, start = [], reader.line_num + 1
+            for fields in reader:
+                if fields:
+                    starts.append(start)
+                start = reader.line_num + 1
+        assert [line_of_record(path, k) for k in range(1, len(starts) + 1)] == starts
+
+
+def test_a_file_duckdb_cannot_parse_is_one_line(tmp_path: Path) -> None:
+    # a stray CRLF blank line in an LF file stops DuckDB's CSV state machine outright
+    ratings = RATINGS.replace("2,10,5.0,102\n", "2,10,5.0,102\n\n\r\n")
+    message = fails(make_folder(tmp_path, ratings=ratings))
+    assert message.startswith(f"{tmp_path / 'data' / 'ratings.csv'}: DuckDB cannot read it (")
+    assert "check that it is a MovieLens CSV file" in message
