@@ -60,7 +60,8 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
     run_id = publish.new_run_id(started_at)
     out, stages = settings.out, Stages()
     with publish.run_lock(out), threadpool_limits(settings.threads, user_api="blas"):
-        previous = _manifest_of(publish.latest_run(out))
+        previous_dir = publish.latest_run(out)
+        previous = _manifest_of(previous_dir)
         with stages("fetch"):
             folder = resolve_data(settings.data, settings.cache)
             files = dataset_files(folder)
@@ -79,7 +80,8 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
             inputs = hashes.result()
         stage = publish.staging_dir(out, run_id)
         with stages("write"):
-            written = _write_outputs(stage, movies, emb, lists)
+            written = write.FileLog(stage, previous_dir, previous and previous["files"])
+            _write_outputs(written, movies, emb, lists)
             changes = write.write_changes(written, run_id, previous)
             if settings.precompress:
                 write.precompress(written)
@@ -94,7 +96,8 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
             "seconds": round(time.perf_counter() - t0, 4),
             "source": {"data": settings.data, "folder": str(folder), "files": inputs},
             "settings": settings.model_dump(mode="json"),
-            "counts": _counts(ratings, movies, emb, lists, changes),
+            "counts": {**_counts(ratings, movies, emb, lists, changes),
+                       "files_reused": written.reused},
             "lancedb": {"db": str(settings.resolved_db()), "table": settings.table,
                         "version": table.version},
             "versions": _versions(),
@@ -160,16 +163,14 @@ def _candidate_pools(
     return neighbors.Neighbors.concat(parts)
 
 
-def _write_outputs(stage: Path, movies, emb, lists: rerank.RankedNeighbors) -> write.FileLog:
+def _write_outputs(files: write.FileLog, movies, emb, lists: rerank.RankedNeighbors) -> None:
     lists = write.sort_lists(lists)
-    files = write.FileLog(stage)
     write.write_parquet(files, "recommendations.parquet",
                         write.recommendations_table(lists, movies))
     write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
     write.write_parquet(files, "embeddings.parquet", write.embeddings_table(emb))
     write.write_json(files, movies, lists)
     write.write_assets(files)
-    return files
 
 
 def _describe(path: Path) -> dict[str, Any]:

@@ -42,22 +42,40 @@ RECOMMENDATIONS_SCHEMA = pa.schema([
 
 
 class FileLog:
-    """Size and sha256 of every file written, keyed by POSIX path relative to the run folder."""
+    """Size and sha256 of every file written, keyed by POSIX path relative to the run folder.
 
-    def __init__(self, root: Path) -> None:
+    Given the previous run (its folder and manifest file map), a file whose bytes did not
+    change is hard-linked from it instead of written: same bytes, same inode and mtime, so
+    rsync or an object-store sync that compares size and mtime uploads only real changes.
+    """
+
+    def __init__(
+        self, root: Path, previous: Path | None = None, previous_files: dict | None = None
+    ) -> None:
         self.root = root
         self.files: dict[str, dict[str, Any]] = {}
+        self.previous = previous if previous_files else None
+        self.previous_files = previous_files or {}
+        self.reused = 0
 
     def write(self, rel: str | Path, data: bytes) -> None:
         """Write `data` to a new file; refuses to overwrite or to follow a symlink."""
         rel = Path(rel).as_posix()
+        meta = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        self.files[rel] = meta
+        if self.previous is not None and self.previous_files.get(rel) == meta:
+            try:
+                os.link(f"{self.previous}/{rel}", f"{self.root}/{rel}", follow_symlinks=False)
+                self.reused += 1
+                return
+            except OSError:
+                pass  # gone, or another file system: write it afresh
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(f"{self.root}/{rel}", flags, 0o644)
         try:
             os.write(fd, data)
         finally:
             os.close(fd)
-        self.files[rel] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
     def link(self, rel: str, existing: str) -> None:
         """A second name for a file already written (same bytes, no second write)."""

@@ -100,6 +100,10 @@ def test_unchanged_input_keeps_every_file_byte_identical(make_dataset, tmp_path)
     a = {k: v for k, v in first.manifest["files"].items() if k not in skip}
     b = {k: v for k, v in second.manifest["files"].items() if k not in skip}
     assert a == b
+    # unchanged files are the previous run's own inodes: mtime-based syncs skip them
+    for rel in b:
+        assert (first.run_dir / rel).stat().st_ino == (second.run_dir / rel).stat().st_ino, rel
+    assert second.manifest["counts"]["files_reused"] > 0
     changes = changes_of(second)
     assert changes["previous_run_id"] == first.run_id
     assert changes["added"] == changes["removed"] == changes["changed"] == []
