@@ -108,7 +108,8 @@ def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any
         "unlisted_ratings": n_rows - kept, "unlisted_movies": 0,
     }
     if counts["duplicates"]:
-        cols = con.sql(load_sql("rating_triplets_latest")).fetchnumpy()
+        params = {"n_movies": max(shape[1], 1)}
+        cols = con.execute(load_sql("rating_triplets_latest"), params).fetchnumpy()
         matrix = _csr(cols, shape)
         dup = np.flatnonzero(cols["n_rows"] > 1)
         first = dup[np.lexsort((cols["movie_index"][dup], cols["user_index"][dup]))[0]]

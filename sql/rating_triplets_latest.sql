@@ -1,5 +1,7 @@
 -- rating_triplets with each (user, movie) pair once: the latest rating (equal times: the higher
--- rating). n_rows is how many ratings.csv rows the pair had. read only when duplicates exist
+-- rating). n_rows is how many ratings.csv rows the pair had. read only when duplicates exist.
+-- one bigint group key and one bigint ordering key (time * 16 + half stars, which are 1-10)
+-- cost about half of grouping by two columns with a struct ordering key
 with ratings as (
 
     select * from ratings
@@ -9,25 +11,36 @@ with ratings as (
 triplets as (
 
     select
-        user_index.user_index,
-        movie_index.movie_index,
+        user_index.user_index::bigint * $n_movies + movie_index.movie_index as cell,
         ratings.rating,
-        ratings.rated_at
+        -- clamped to +-1e14 s (3 million years) so that * 16 cannot overflow
+        greatest(least(ratings.rated_at, 100000000000000), -100000000000000) * 16
+            + (ratings.rating * 2)::bigint as recency
     from ratings
     inner join user_index on user_index.user_id = ratings.user_id
     inner join movie_index on movie_index.movie_id = ratings.movie_id
 
 ),
 
+latest as (
+
+    select
+        cell,
+        arg_max(rating, recency) as rating,
+        count(*) as n_rows
+    from triplets
+    group by cell
+
+),
+
 final as (
 
     select
-        user_index,
-        movie_index,
-        arg_max(rating, (rated_at, rating))::float as rating,
-        count(*) as n_rows
-    from triplets
-    group by user_index, movie_index
+        (cell // $n_movies)::integer as user_index,
+        (cell % $n_movies)::integer as movie_index,
+        rating::float as rating,
+        n_rows
+    from latest
 
 )
 
