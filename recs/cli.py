@@ -101,6 +101,12 @@ data_option = click.option(
 @click.option("--engine", type=click.Choice(["exact", "lancedb"]), help="Top-k engine.")
 @click.option("--threads", type=int, help="BLAS and DuckDB threads [RECS_THREADS; 2].")
 @click.option("--keep", type=int, help="Run folders to keep [RECS_KEEP; 7].")
+@click.option("--min-support", "min_support", type=int,
+              help="Ratings a movie needs to get a list and be in one [RECS_MIN_SUPPORT; 1].")
+@click.option("--history-days", "history_days", type=int,
+              help="Days of OUT/history partitions to keep [RECS_HISTORY_DAYS; 90].")
+@click.option("--precompress/--no-precompress", default=None,
+              help="Also write .gz beside every JSON file [RECS_PRECOMPRESS; off].")
 @domain_errors
 def run(**options: Any) -> None:
     """Run the nightly job: read, embed, rank, and publish every movie's top-k.
