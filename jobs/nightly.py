@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from recs import history, neighbors, publish, rerank, store, write
+from recs import evaluate, history, neighbors, publish, rerank, store, write
 from recs.embed import embed
+from recs.errors import QualityGateError
 from recs.ingest import load_dataset
 from recs.settings import Settings
 from recs.source import dataset_files, resolve_data, sha256_file
@@ -77,6 +78,9 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
                 pools = _candidate_pools(ratings, emb, settings, progress)
             with stages("rerank"):
                 lists = rerank.rerank(ratings, pools, settings.top_k, settings)
+            with stages("quality"):
+                lists = write.sort_lists(lists)
+                figures = _quality_gate(data, lists, settings)
             inputs = hashes.result()
         stage = publish.staging_dir(out, run_id)
         with stages("write"):
@@ -98,6 +102,8 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
             "settings": settings.model_dump(mode="json"),
             "counts": {**_counts(ratings, movies, emb, lists, changes),
                        "files_reused": written.reused},
+            "quality": figures,
+            "input_notes": [p.as_dict() for p in data.problems],
             "lancedb": {"db": str(settings.resolved_db()), "table": settings.table,
                         "version": table.version},
             "versions": _versions(),
@@ -111,6 +117,23 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
         history.prune_history(out, started_at.date(), settings.history_days)
         publish.prune(out, settings.keep)
     return RunResult(run_id, run_dir, manifest)
+
+
+def _quality_gate(data, lists: rerank.RankedNeighbors, settings: Settings) -> dict[str, Any]:
+    """Next-watch HR@10 on each user's last pair and coverage@10; below --min-hr, refuse."""
+    pairs = data.last_pairs
+    figures = evaluate.quality(pairs["query_id"], pairs["target_id"], lists, k=10)
+    log.info(
+        "quality: next-watch HR@10 %.4f on %d users' last pairs (in-sample), coverage@10 %.3f",
+        figures["hr"], figures["holdout_pairs"], figures["coverage"],
+    )
+    if settings.min_hr is not None and figures["hr"] < settings.min_hr:
+        raise QualityGateError(
+            f"quality gate: next-watch HR@10 {figures['hr']:.4f} is below --min-hr "
+            f"{settings.min_hr}; nothing was published and `latest` still points to the "
+            "previous run: check the input, or lower --min-hr"
+        )
+    return figures
 
 
 def _counts(ratings, movies, emb, lists, changes) -> dict[str, int]:
@@ -164,7 +187,6 @@ def _candidate_pools(
 
 
 def _write_outputs(files: write.FileLog, movies, emb, lists: rerank.RankedNeighbors) -> None:
-    lists = write.sort_lists(lists)
     write.write_parquet(files, "recommendations.parquet",
                         write.recommendations_table(lists, movies))
     write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))

@@ -105,6 +105,8 @@ data_option = click.option(
               help="Ratings a movie needs to get a list and be in one [RECS_MIN_SUPPORT; 1].")
 @click.option("--history-days", "history_days", type=int,
               help="Days of OUT/history partitions to keep [RECS_HISTORY_DAYS; 90].")
+@click.option("--min-hr", "min_hr", type=float,
+              help="Refuse to publish below this next-watch HR@10 (exit 3) [RECS_MIN_HR].")
 @click.option("--precompress/--no-precompress", default=None,
               help="Also write .gz beside every JSON file [RECS_PRECOMPRESS; off].")
 @domain_errors
@@ -138,9 +140,9 @@ def summary(m: dict[str, Any], latest: Path) -> str:
         f"{c['lists_removed']} removed, {c['lists_unchanged']} unchanged",
     ]
     if m.get("quality"):
-        figures = ", ".join(f"{k} {v:.3f}" for k, v in m["quality"].items()
-                            if isinstance(v, float))
-        lines.append(f"  quality: {figures}")
+        q = m["quality"]
+        lines.append(f"  quality: next-watch HR@10 {q['hr']:.4f} on {q['holdout_pairs']} users' "
+                     f"last pairs (in-sample), coverage@10 {q['coverage']:.3f}")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in m["stages"].items())
     lines.append(f"  seconds: {stages}")
     return "\n".join(lines)

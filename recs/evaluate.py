@@ -369,30 +369,19 @@ def to_markdown(result: dict, name: str | None = None) -> str:
 # --- the nightly quality gate ---------------------------------------------------------------
 
 
-def recent_events(con, n: int = 2) -> Events:
-    """Each user's last `n` events, from an open connection that holds the `ratings` and
-    `movies` tables (`ingest.load_tables`): the input `quality` needs, without every event."""
-    cols = con.execute(load_sql("eval_recent_events"), {"n": n}).fetchnumpy()
-    return Events(
-        user_ids=np.asarray(cols["user_id"], np.int64),
-        movie_ids=np.asarray(cols["movie_id"], np.int64),
-        ratings=np.asarray(cols["rating"], np.float32),
-        rated_at=np.asarray(cols["rated_at"], np.int64),
-    )
-
-
-def quality(events: Events, lists: Neighbors, k: int = 10) -> dict[str, float]:
+def quality(
+    queries: NDArray[np.int64], targets: NDArray[np.int64], lists: Neighbors, k: int = 10
+) -> dict[str, float]:
     """Cheap health numbers of a finished set of lists, for the job's publish gate.
 
-    events: every event or just each user's last two (`recent_events`). hr: share of users
-    whose last movie is in the top-k list of the movie they rated just before (next-watch
-    HR@k on the fixed holdout "each user's last pair"). The lists were trained on these events,
-    so this is an in-sample sanity bar that catches a broken run (random lists score ~0.001),
-    not the held-out benchmark (`evaluate`). coverage: share of movies with lists that appear
-    in some list. lists must be ascending by movie id.
+    queries/targets (n,): each user's second-to-last and last movie (`sql/last_pairs.sql`).
+    hr: share of pairs whose target is in the top-k list of the query (next-watch HR@k on the
+    fixed holdout "each user's last pair"). The lists were trained on these events, so this is
+    an in-sample sanity bar that catches a broken run (random lists score ~0.001), not the
+    held-out benchmark (`evaluate`). coverage: share of movies with lists that appear in some
+    list. lists must be ascending by movie id.
     """
-    split = next_watch_split(events, pairs=1)
-    ranks = hit_ranks(lists, split.queries, split.targets, k)
+    ranks = hit_ranks(lists, queries, targets, k)
     top = lists.neighbor_ids[:, :k]
     n_lists = int((top >= 0).any(axis=1).sum())
     return {

@@ -44,6 +44,9 @@ class Ratings:
 class Dataset:
     """A checked MovieLens folder: the matrix, the movie table, counts and odd-input notes.
 
+    last_pairs: each user's last two rated movies as query_id -> target_id (n_users,) int64,
+    the holdout of the nightly quality gate.
+
     counts: rows per file (ratings_rows, movies_rows, links_rows), ratings_used (matrix nnz),
     users, movies_rated (matrix columns), movies_listed, duplicates, unlisted_ratings,
     unlisted_movies. problems: odd-but-usable inputs found (see recs.validate).
@@ -53,6 +56,7 @@ class Dataset:
     movies: pa.Table
     counts: Mapping[str, int]
     problems: tuple[Problem, ...]
+    last_pairs: Mapping[str, NDArray[np.int64]]
 
 
 def connect(threads: int = 2) -> duckdb.DuckDBPyConnection:
@@ -155,6 +159,8 @@ def load_dataset(folder: Path, threads: int = 2) -> Dataset:
         ratings, built = build_matrix(con)
         movies = movie_table(con)
         problems = tuple(odd_inputs(con, Path(folder), built))
+        last = con.execute(load_sql("last_pairs")).fetchnumpy()
+        last_pairs = {c: np.asarray(last[c], np.int64) for c in ("query_id", "target_id")}
     finally:
         con.close()
     for problem in problems:
@@ -176,7 +182,9 @@ def load_dataset(folder: Path, threads: int = 2) -> Dataset:
         ratings.matrix.nnz, ratings.matrix.shape[0], ratings.matrix.shape[1],
         movies.num_rows, time.perf_counter() - started,
     )
-    return Dataset(ratings=ratings, movies=movies, counts=counts, problems=problems)
+    return Dataset(
+        ratings=ratings, movies=movies, counts=counts, problems=problems, last_pairs=last_pairs
+    )
 
 
 def read_dataset(folder: Path, threads: int = 2) -> tuple[Ratings, pa.Table]:

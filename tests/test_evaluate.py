@@ -171,8 +171,9 @@ def test_quality_gate_measures_given_lists(tmp_path):
     width = max(len(v) for v in perfect.values())
     nb = np.array([sorted(perfect[i]) + [-1] * (width - len(perfect[i])) for i in ids])
     good = Neighbors(np.array(ids), nb, np.zeros(nb.shape, np.float32))
-    assert quality(ev, good, k=width)["hr"] == 1.0
+    pairs = split.queries, split.targets
+    assert quality(*pairs, good, k=width)["hr"] == 1.0
     empty = Neighbors(np.array(ids), np.full(nb.shape, -1), np.zeros(nb.shape, np.float32))
-    result = quality(ev, empty, k=width)
+    result = quality(*pairs, empty, k=width)
     assert result["hr"] == 0.0 and result["coverage"] == 0.0
-    assert quality(ev, good, k=width) == quality(ev, good, k=width)
+    assert quality(*pairs, good, k=width) == quality(*pairs, good, k=width)

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from conftest import two_groups
 
 from jobs import nightly
 from recs.settings import Settings
@@ -119,3 +120,31 @@ def test_lancedb_table_answers_through_content(small_run):
     assert len(hits) == 10
     assert type(hits[0][0]).__name__ == "Content"
     assert hits[0][0].movie_id != 1
+
+
+def test_quality_gate_refuses_and_keeps_the_last_output(make_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from recs.cli import main
+
+    # user 1 ends with one rating across the groups: the one last pair no list can hold
+    data = make_dataset(two_groups() + [(1, 20, 3.0, 2_000_000_000)])
+    first = run_tiny(data, tmp_path)
+    assert first.manifest["quality"]["holdout_pairs"] == 12
+    assert first.manifest["quality"]["hr"] == pytest.approx(11 / 12)
+    result = CliRunner().invoke(main, [
+        "run", "--data", str(data), "--out", str(tmp_path / "out"),
+        "--db", str(tmp_path / "db"), "--dim", "2", "--top-k", "3", "--min-hr", "0.95",
+    ])
+    assert result.exit_code == 3, result.output
+    assert "quality gate" in result.output
+    assert (tmp_path / "out" / "latest").resolve() == first.run_dir.resolve()
+    assert not list((tmp_path / "out" / "runs").glob(".partial-*"))
+
+
+def test_gate_figures_on_real_data(small_run):
+    _, result = small_run
+    q = result.manifest["quality"]
+    assert q["holdout_pairs"] >= 600
+    assert q["hr"] > 0.05  # random lists score ~0.001
+    assert q["coverage"] > 0.75
