@@ -221,7 +221,10 @@ def test_kill_leaves_a_complete_output_and_the_next_run_recovers(point, world, t
     assert version == result.manifest["lancedb"]["version"]
     stray = [p for p in (out / "history").rglob(".*")]
     if stray:
-        pytest.xfail(f"history keeps a killed run's temporary link: {stray}")
+        # history.add_to_history: a killed run's tmp link is never removed, and os.replace
+        # of a hard link onto another link of the same inode (an unchanged, reused file) is
+        # a no-op that leaves the tmp name behind
+        pytest.xfail(f"history partition keeps temporary links: {stray}")
 
 
 def test_first_run_killed_while_lancedb_creates_the_table(world, tmp_path):
