@@ -116,6 +116,7 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
         history.add_to_history(out, run_dir, started_at.date())
         history.prune_history(out, started_at.date(), settings.history_days)
         publish.prune(out, settings.keep)
+        publish.prune_table_versions(out, settings.resolved_db(), table)
     return RunResult(run_id, run_dir, manifest)
 
 

@@ -26,10 +26,14 @@ def add_to_history(out: Path, run_dir: Path, run_date: date) -> Path:
     """
     part = out / "history" / f"{PREFIX}{run_date.isoformat()}"
     part.mkdir(parents=True, exist_ok=True)
+    src, final = run_dir / "recommendations.parquet", part / "recommendations.parquet"
+    for stale in part.glob(".recommendations.parquet.*"):  # a killed run's (we hold the lock)
+        stale.unlink()
+    if final.exists() and os.path.samefile(src, final):
+        return part  # the lists did not change: the partition already holds this very file
     tmp = part / f".recommendations.parquet.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    os.link(run_dir / "recommendations.parquet", tmp, follow_symlinks=False)
-    os.replace(tmp, part / "recommendations.parquet")
+    os.link(src, tmp, follow_symlinks=False)
+    os.replace(tmp, final)
     return part
 
 

@@ -67,11 +67,12 @@ def write_table(db: Path, name: str, rows: pa.Table):
     """Replace table `name` with `rows` in one write; the previous version stays restorable."""
     started = time.perf_counter()
     conn = connect(db)
-    if name in conn.list_tables().tables:
+    try:
         table = conn.open_table(name)
-        table.add(rows, mode="overwrite")
+    except ValueError:  # absent, or a first create killed before its first version
+        table = conn.create_table(name, data=rows, schema=rows.schema, mode="overwrite")
     else:
-        table = conn.create_table(name, data=rows, schema=rows.schema)
+        table.add(rows, mode="overwrite")
     log.info(
         "stored %d vectors in LanceDB %s/%s (version %d) in %.2f s",
         rows.num_rows, db, name, table.version, time.perf_counter() - started,

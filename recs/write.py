@@ -62,20 +62,23 @@ class FileLog:
         """Write `data` to a new file; refuses to overwrite or to follow a symlink."""
         rel = Path(rel).as_posix()
         meta = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        self.files[rel] = meta
         if self.previous is not None and self.previous_files.get(rel) == meta:
             try:
                 os.link(f"{self.previous}/{rel}", f"{self.root}/{rel}", follow_symlinks=False)
                 self.reused += 1
+                self.files[rel] = meta
                 return
             except OSError:
                 pass  # gone, or another file system: write it afresh
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(f"{self.root}/{rel}", flags, 0o644)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (large buffers, full disks)
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+        self.files[rel] = meta
 
     def link(self, rel: str, existing: str) -> None:
         """A second name for a file already written (same bytes, no second write)."""
