@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from recs.embed import Embeddings
 
@@ -23,6 +25,11 @@ log = logging.getLogger(__name__)
 # float32 dot products of unit vectors are within ~1e-6 of exact; anything closer to the
 # k-th score than this might belong in the list, so the row is re-scored in full.
 EDGE_TOLERANCE = 1e-5
+# the exact engine keeps every column this close to the pool's edge in float32: twice the
+# edge test's tolerance, so what it leaves out can never reach the edge test
+SELECT_TOLERANCE = 2 * EDGE_TOLERANCE
+_BLOCK_ELEMENTS = 1 << 22  # float32 similarities per exact block (16 MiB)
+_SCORE_CHUNK = 4096  # pairs per float64 scoring chunk
 
 
 @dataclass(frozen=True)
@@ -57,46 +64,147 @@ def pair_scores(
 ) -> NDArray[np.float32]:
     """Cosine similarity of each query row with its candidates, (b,) x (b, m) -> (b, m) float32.
 
-    Summed in float64 in a fixed order, so a pair's score does not depend on the engine,
-    the batch, or the number of BLAS threads. A candidate of -1 (none) scores -inf.
+    Summed in float64 in a fixed order (numpy's pairwise sum over the `dim` axis, the same for
+    every chunk of rows), so a pair's score does not depend on the engine, the batch, or the
+    number of BLAS threads. A candidate of -1 (none) scores -inf.
     """
-    q = vectors[rows].astype(np.float64)[:, None, :]
-    c = vectors[cands].astype(np.float64)
-    scores = (q * c).sum(axis=-1).astype(np.float32)
-    scores[cands < 0] = -np.inf
-    return scores
+    out = np.full(cands.shape, -np.inf, np.float32)
+    r, c = np.nonzero(cands >= 0)  # only real candidates: padded rows cost nothing
+    cols, vals = cands[r, c], np.empty(len(r), np.float32)
+    for start in range(0, len(r), _SCORE_CHUNK):  # (chunk, dim) float64 stays in cache
+        sl = slice(start, start + _SCORE_CHUNK)
+        pairs = vectors[cols[sl]].astype(np.float64)
+        pairs *= vectors[rows[r[sl]]].astype(np.float64)
+        vals[sl] = pairs.sum(axis=1)
+    out[r, c] = vals
+    return out
+
+
+def _sortable(scores: NDArray[np.float32]) -> NDArray[np.uint32]:
+    """float32 -> uint32 with the same order (-0.0 taken as 0.0; no NaN)."""
+    u = (scores + np.float32(0.0)).view(np.uint32)
+    return u ^ np.where(u >> 31 == 1, np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
 
 
 def rank(
     movie_ids: NDArray[np.int64], cands: NDArray[np.int64], scores: NDArray[np.float32], k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """The best k of each row's candidates by (score desc, movie id asc): rows (b, k)."""
+    """The best k of each row's candidates by (score desc, movie id asc): rows (b, k).
+
+    movie_ids must be ascending (as in `Embeddings`), so movie id order is row order: one
+    sort of 64-bit keys (inverted score bits, candidate row) replaces a three-key lexsort.
+    Slots past the candidates hold -1 / -inf.
+    """
     b, m = cands.shape
-    row = np.repeat(np.arange(b), m)
-    order = np.lexsort((movie_ids[cands].ravel(), -scores.ravel(), row)).reshape(b, m) % m
-    order = order[:, :k]
-    return np.take_along_axis(cands, order, 1), np.take_along_axis(scores, order, 1)
+    if b == 0 or m == 0:
+        return np.full((b, k), -1, np.int64), np.full((b, k), -np.inf, np.float32)
+    key = (~_sortable(scores)).astype(np.uint64) << np.uint64(32)
+    key |= cands.astype(np.uint32).astype(np.uint64)  # -1 sorts last: its score is -inf
+    key.sort(axis=1)
+    key = key[:, :k]
+    bits = ~(key >> np.uint64(32)).astype(np.uint32)
+    bits ^= np.where(bits >> 31 == 1, np.uint32(0x80000000), np.uint32(0xFFFFFFFF))
+    top_scores = bits.view(np.float32)
+    top = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    top[top_scores == -np.inf] = -1
+    if top.shape[1] < k:  # fewer candidates than k: pad
+        pad = k - top.shape[1]
+        top = np.pad(top, ((0, 0), (0, pad)), constant_values=-1)
+        top_scores = np.pad(top_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return top, top_scores
+
+
+def _select(sims: NDArray[np.float32], m: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Every column of each row whose float32 score is within SELECT_TOLERANCE of the row's
+    m-th best: (b, n) -> candidate columns (b, w) padded with -1, and floor (b,).
+
+    This is a superset of the row's exact top m (float32 products are within ~4e-6 of the
+    float64 ones), and every column left out scores below `floor`, which sits 2 x
+    EDGE_TOLERANCE under the m-th score, so `finish` never has to re-score such a row.
+    `sims` must hold -inf for banned columns.
+    """
+    b, n = sims.shape
+    m = min(m, n)
+    tol = np.float32(SELECT_TOLERANCE)
+    low = _lower_bound(sims, m)
+    flat = np.flatnonzero(sims >= (low - tol)[:, None])
+    r, c = np.divmod(flat, n)
+    vals = sims.ravel()[flat]
+    pad_vals, _ = _pad(r, vals, c, b)
+    thr = np.partition(pad_vals, -m, axis=1)[:, -m] - tol  # float32; -inf if < m allowed
+    keep = (vals >= thr[r]) & (vals > -np.inf)
+    _, cands = _pad(r[keep], vals[keep], c[keep], b)
+    return cands, thr.astype(np.float64)
+
+
+def _lower_bound(sims: NDArray[np.float32], m: int) -> NDArray[np.float32]:
+    """A lower bound of each row's m-th largest value, (b, n) -> (b,), in one pass.
+
+    The columns are dealt into g disjoint groups (column mod g); the m-th largest of the g
+    group maxima is m distinct values of the row, so it is <= the row's m-th largest. With
+    g ~ 5 m, few of the row's top m share a group, and only a few more than m values pass it.
+    """
+    b, n = sims.shape
+    g = max(m, min(n, 5 * m + 12))
+    w = n // g
+    top = sims[:, : w * g].reshape(b, w, g).max(axis=1)
+    rest = n - w * g
+    if rest:
+        np.maximum(top[:, :rest], sims[:, w * g :], out=top[:, :rest])
+    return np.partition(top, -m, axis=1)[:, -m]
+
+
+def _pad(
+    r: NDArray[np.int64], vals: NDArray[np.float32], cols: NDArray[np.int64], b: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Row-sorted (row, value, column) triplets -> (b, w) values (-inf pad), columns (-1 pad)."""
+    counts = np.bincount(r, minlength=b)
+    width = int(counts.max()) if len(r) else 0
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(r)) - starts[r]
+    out_vals = np.full((b, width), -np.inf, np.float32)
+    out_cols = np.full((b, width), -1, np.int64)
+    out_vals[r, slot] = vals
+    out_cols[r, slot] = cols
+    return out_vals, out_cols
+
+
+def _similarities(
+    emb: Embeddings, rows: NDArray[np.int64], banned: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """float32 cosine of rows (b,) against every movie (b, n); banned columns and self -inf."""
+    sims = emb.vectors[rows] @ emb.vectors.T
+    if len(banned):
+        sims[:, banned] = -np.inf
+    sims[np.arange(len(rows)), rows] = -np.inf
+    return sims
+
+
+def _propose_exact(
+    emb: Embeddings, rows: NDArray[np.int64], banned: NDArray[np.int64], m: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """`_select` over the full float32 rows, a few hundred rows at a time so the (rows, n)
+    block stays small (about _BLOCK_ELEMENTS floats). Shapes as `_select`."""
+    n = len(emb.movie_ids)
+    step = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    parts = [
+        _select(_similarities(emb, rows[s : s + step], banned), m)
+        for s in range(0, len(rows), step)
+    ]
+    width = max((p[0].shape[1] for p in parts), default=0)
+    cands = np.concatenate(
+        [np.pad(c, ((0, 0), (0, width - c.shape[1])), constant_values=-1) for c, _ in parts]
+    ) if parts else np.empty((0, 0), np.int64)
+    floor = np.concatenate([f for _, f in parts]) if parts else np.empty(0)
+    return cands, floor
 
 
 def _rank_full(
     emb: Embeddings, rows: NDArray[np.int64], eligible: NDArray[np.bool_], k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Top-k of `rows` (u,) against every eligible movie, scored in float64: (u, k) each.
-
-    Only the k-th score's ties are sorted, so a cluster of equal scores costs little.
-    """
-    everyone = np.flatnonzero(eligible)
-    sims = (emb.vectors[rows].astype(np.float64) @ emb.vectors[everyone].astype(np.float64).T)
-    sims = sims.astype(np.float32)
-    sims[everyone[None, :] == rows[:, None]] = -np.inf
-    kth = np.partition(sims, -k, axis=1)[:, -k]
-    top = np.empty((len(rows), k), np.int64)
-    scores = np.empty((len(rows), k), np.float32)
-    for i in range(len(rows)):
-        best = np.flatnonzero(sims[i] >= kth[i])  # ascending position = ascending movie id
-        best = best[np.argsort(-sims[i, best], kind="stable")[:k]]
-        top[i], scores[i] = everyone[best], sims[i, best]
-    return top, scores
+    """Top-k of `rows` (u,) against every eligible movie: (u, k) each, exact scores."""
+    cands, _ = _propose_exact(emb, rows, np.flatnonzero(~eligible), k)
+    return rank(emb.movie_ids, cands, pair_scores(emb.vectors, rows, cands), k)
 
 
 def finish(
@@ -113,27 +221,21 @@ def finish(
     """
     top, scores = rank(emb.movie_ids, cands, pair_scores(emb.vectors, rows, cands), k)
     unproven = np.flatnonzero(scores[:, -1] <= floor + EDGE_TOLERANCE)
-    for start in range(0, len(unproven), 256):
-        chunk = unproven[start : start + 256]
-        top[chunk], scores[chunk] = _rank_full(emb, rows[chunk], eligible, k)
+    if len(unproven):
+        top[unproven], scores[unproven] = _rank_full(emb, rows[unproven], eligible, k)
     return top, scores, len(unproven)
 
 
 def exact_proposer(emb: Embeddings, eligible: NDArray[np.bool_], pool: int) -> Proposer:
-    """Candidates from a float32 matrix product against every movie (blocked by the caller).
-
-    The floor is -inf when the pool already holds every eligible movie.
+    """Candidates from a float32 matrix product against every movie: for each query, every
+    eligible movie within SELECT_TOLERANCE of its `pool`-th best float32 score (so ties and
+    near-ties at the edge come along and the pool is always proven). Pass pool = k: a margin
+    only adds candidates to score.
     """
-    banned = ~eligible
+    banned = np.flatnonzero(~eligible)
 
     def propose(rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        sims = emb.vectors[rows] @ emb.vectors.T  # (b, n) float32
-        sims[:, banned] = -np.inf
-        sims[np.arange(len(rows)), rows] = -np.inf
-        m = min(pool, sims.shape[1])
-        cands = np.argpartition(sims, -m, axis=1)[:, -m:]
-        pooled = np.take_along_axis(sims, cands, 1)
-        return np.where(pooled == -np.inf, -1, cands), pooled.min(axis=1).astype(np.float64)
+        return _propose_exact(emb, rows, banned, pool)
 
     return propose
 
@@ -161,21 +263,52 @@ def topk(
     eligible: NDArray[np.bool_],
     batch_size: int = 1024,
     rows: NDArray[np.int64] | None = None,
+    threads: int | None = None,
 ) -> Iterator[Neighbors]:
     """Top-k lists for the query rows `rows` (default: every movie), one `Neighbors` per batch.
 
     Any range of rows can be computed on its own from the embeddings alone: shards of one
     catalog can run anywhere and be concatenated in any order.
+
+    threads: batches computed at once (default: the BLAS thread limit in effect, e.g. the
+    job's `threadpool_limits(settings.threads)`). With more than one, each batch runs on its
+    own thread with single-threaded BLAS, so the numpy selection work, which is
+    single-threaded, uses every core too. Results do not depend on it. While the generator
+    is open, BLAS stays limited to one thread.
     """
     rows = np.arange(len(emb.movie_ids)) if rows is None else rows
+    threads = _blas_threads() if threads is None else threads
+    batches = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
     rescored, started = 0, time.perf_counter()
-    for start in range(0, len(rows), batch_size):
-        block = rows[start : start + batch_size]
+
+    def one(block: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float32], int]:
         cands, floor = propose(block)
-        top, scores, n = finish(emb, block, cands, floor, eligible, k)
-        rescored += n
-        yield Neighbors(emb.movie_ids[block], emb.movie_ids[top], scores)
+        return finish(emb, block, cands, floor, eligible, k)
+
+    if threads > 1 and len(batches) > 1:
+        with ThreadPoolExecutor(threads) as pool, threadpool_limits(1, user_api="blas"):
+            results = pool.map(one, batches)
+            for block, (top, scores, n) in zip(batches, results, strict=True):
+                rescored += n
+                yield _neighbors(emb, block, top, scores)
+    else:
+        for block in batches:
+            top, scores, n = one(block)
+            rescored += n
+            yield _neighbors(emb, block, top, scores)
     log.info(
         "ranked top-%d for %d movies in %.2f s (%d re-scored in full at a tied edge)",
         k, len(rows), time.perf_counter() - started, rescored,
     )
+
+
+def _neighbors(
+    emb: Embeddings, rows: NDArray[np.int64], top: NDArray[np.int64], scores: NDArray[np.float32]
+) -> Neighbors:
+    return Neighbors(emb.movie_ids[rows], np.where(top >= 0, emb.movie_ids[top], -1), scores)
+
+
+def _blas_threads() -> int:
+    """The BLAS thread limit in effect (1 if there is no BLAS threadpool)."""
+    info = threadpool_info()
+    return max([i["num_threads"] for i in info if i.get("user_api") == "blas"], default=1)

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from recs.embed import Embeddings
 from recs.ingest import Ratings
 from recs.neighbors import Neighbors
 from recs.ranking import tie_hash
@@ -78,13 +79,41 @@ def co_counts(
     return np.where(cands >= 0, counts, 0).astype(np.int32)
 
 
+def locality_order(vectors: NDArray[np.float32], leaf: int) -> NDArray[np.int64]:
+    """A permutation of the rows of `vectors` (n, dim) that puts similar vectors together:
+    split at the median of the widest coordinate, recursively, down to `leaf` rows.
+
+    Consecutive `leaf` rows are then near each other, so their candidate pools overlap and a
+    block's union of candidates is a few times smaller than in id order.
+    """
+    out, stack = [], [np.arange(len(vectors))]
+    while stack:
+        idx = stack.pop()
+        if len(idx) <= leaf:
+            out.append(idx)
+            continue
+        sub = vectors[idx]
+        axis = int(np.argmax(sub.var(axis=0)))
+        idx = idx[np.argsort(sub[:, axis], kind="stable")]
+        half = len(idx) // 2
+        stack += [idx[half:], idx[:half]]
+    return np.concatenate(out) if out else np.arange(0)
+
+
 def rerank(
-    ratings: Ratings, candidates: Neighbors, k: int, settings: Settings
+    ratings: Ratings,
+    candidates: Neighbors,
+    k: int,
+    settings: Settings,
+    emb: Embeddings | None = None,
 ) -> RankedNeighbors:
     """The best k of each movie's candidate pool by the co-watch score (see module doc).
 
     candidates: pools from `neighbors.topk` with k = pool (neighbor_ids -1 where short),
     scores = cosine. Deterministic and independent per query movie: shard freely.
+    emb: the embeddings the pools came from, only to order the work (queries with similar
+    vectors share candidates, which makes the co-watch counts several times cheaper); the
+    result does not depend on it.
     """
     started = time.perf_counter()
     x = watched_by(ratings)
@@ -95,8 +124,13 @@ def rerank(
     scores = np.full((n, k), -np.inf, np.float32)
     cosine = np.full((n, k), -np.inf, np.float32)
     co = np.zeros((n, k), np.int32)
+    if emb is not None and n > BLOCK:
+        work = locality_order(emb.vectors[np.searchsorted(emb.movie_ids, candidates.movie_ids)],
+                              BLOCK)
+    else:
+        work = np.arange(n)
     for start in range(0, n, BLOCK):
-        sl = slice(start, start + BLOCK)
+        sl = work[start : start + BLOCK]
         cand_ids = candidates.neighbor_ids[sl]
         valid = cand_ids >= 0
         cands = np.where(valid, np.searchsorted(ratings.movie_ids, cand_ids), -1)

@@ -87,3 +87,87 @@ def test_lancedb_and_exact_engines_agree_on_real_data(small_embeddings, tmp_path
                          len(rows), rows))
     assert np.array_equal(exact.neighbor_ids, lance.neighbor_ids)
     assert np.array_equal(exact.scores, lance.scores)
+
+
+def reference_scores(vectors, rows, cands):
+    """The original definition: float64 products summed over the last axis, cast."""
+    q = vectors[rows].astype(np.float64)[:, None, :]
+    c = vectors[cands].astype(np.float64)
+    scores = (q * c).sum(axis=-1).astype(np.float32)
+    scores[cands < 0] = -np.inf
+    return scores
+
+
+@pytest.mark.parametrize("dim", [3, 8, 64])
+def test_pair_scores_are_bit_identical_to_the_plain_float64_sum(dim):
+    rng = np.random.default_rng(dim)
+    vectors = normalize_rows(rng.normal(size=(500, dim)))
+    rows = rng.integers(0, 500, 300)
+    cands = rng.integers(-1, 500, (300, 40))
+    got = nb.pair_scores(vectors, rows, cands)
+    assert got.tobytes() == reference_scores(vectors, rows, cands).tobytes()
+
+
+def test_rank_orders_by_score_then_id_and_pads_short_rows():
+    ids = np.arange(10, 70, 10, dtype=np.int64)  # movie ids of rows 0..5
+    cands = np.array([[3, 1, 4, 2, -1], [5, 0, -1, -1, -1]])
+    scores = np.array([[0.5, 0.9, 0.5, -0.0, -np.inf], [0.0, 0.0, -np.inf, -np.inf, -np.inf]],
+                      np.float32)
+    top, sc = nb.rank(ids, cands, scores, 4)
+    assert top.tolist() == [[1, 3, 4, 2], [0, 5, -1, -1]]  # -0.0 ties 0.0: lower id first
+    assert sc[0].tolist() == [np.float32(0.9), 0.5, 0.5, 0.0]
+    assert sc[1, 2:].tolist() == [-np.inf, -np.inf]
+
+
+def test_lower_bound_never_exceeds_the_mth_largest():
+    rng = np.random.default_rng(3)
+    sims = rng.normal(size=(50, 2000)).astype(np.float32)
+    sims[:, rng.integers(0, 2000, 300)] = -np.inf
+    sims[:5, :40] = 1.0  # a tie cluster in one group of columns
+    for m in (1, 7, 100):
+        kth = np.sort(sims, axis=1)[:, -m]
+        assert np.all(nb._lower_bound(sims, m) <= kth)
+
+
+def test_exact_engine_proves_every_row_even_in_tie_clusters():
+    """Clusters of identical vectors straddle the pool edge; the exact engine must still
+    hand `finish` pools that need no full re-scoring, with the lists a full scan gives."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(30, 6))
+    vectors = normalize_rows(np.repeat(base, rng.integers(1, 12, 30), axis=0))
+    n = len(vectors)
+    emb = Embeddings(vectors=vectors, movie_ids=np.arange(n, dtype=np.int64) * 3 + 1)
+    every = np.ones(n, bool)
+    rows = np.arange(n)
+    cands, floor = nb.exact_proposer(emb, every, 10)(rows)
+    top, scores, rescored = nb.finish(emb, rows, cands, floor, every, 10)
+    assert rescored == 0
+    # reference: score everything with the plain definition, order by score then id
+    full = np.tile(np.arange(n), (n, 1))
+    ref_scores = reference_scores(vectors, rows, full)
+    ref_scores[rows, rows] = -np.inf
+    order = np.lexsort((np.tile(np.arange(n), n), -ref_scores.ravel(), np.repeat(rows, n)))
+    ref = (order.reshape(n, n) % n)[:, :10]
+    assert np.array_equal(top, ref)
+    assert np.array_equal(scores, np.take_along_axis(ref_scores, ref, 1))
+
+
+def test_threads_and_batch_sizes_give_the_same_lists():
+    rng = np.random.default_rng(2)
+    emb = Embeddings(normalize_rows(rng.normal(size=(300, 8))), np.arange(300, dtype=np.int64))
+    every = np.ones(300, bool)
+    every[::7] = False
+    propose = nb.exact_proposer(emb, every, 12)
+    one = nb.Neighbors.concat(list(nb.topk(emb, 12, propose, every, 300, threads=1)))
+    two = nb.Neighbors.concat(list(nb.topk(emb, 12, propose, every, 37, threads=2)))
+    assert np.array_equal(one.neighbor_ids, two.neighbor_ids)
+    assert np.array_equal(one.scores, two.scores)
+    assert not np.isin(one.neighbor_ids, emb.movie_ids[~every]).any()
+
+
+def test_short_pools_are_padded_with_minus_one():
+    emb = circle(5)
+    every = np.ones(5, bool)
+    got = lists(emb, 6, nb.exact_proposer(emb, every, 6), every)
+    assert np.all(got.neighbor_ids[:, 4:] == -1)
+    assert np.all(got.scores[:, 4:] == -np.inf)
