@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -131,18 +132,26 @@ def open_table(db: Path, name: str):
 
 
 def find_movies(table, query: str) -> list[tuple[int, str]]:
-    """Movies matching `query`: a movie id, else an exact title, else a case-insensitive
-    substring of titles. Returns (movie_id, title) pairs ordered by movie id."""
+    """Movies matching `query`, first rule that finds any: a movie id; the exact title; the
+    title without its "(year)", ignoring case ("toy story" finds "Toy Story (1995)", not its
+    sequels); a case-insensitive substring of titles. (movie_id, title) pairs by movie id."""
     rows = table.search().select(["movie_id", "title"]).limit(table.count_rows()).to_arrow()
     ids, titles = rows["movie_id"].to_pylist(), rows["title"].to_pylist()
     pairs = sorted(zip(ids, titles, strict=True))
-    if query.strip().isdigit():
-        return [(m, t) for m, t in pairs if m == int(query)]
-    exact = [(m, t) for m, t in pairs if t == query.strip()]
-    if exact:
-        return exact
-    needle = query.strip().casefold()
-    return [(m, t) for m, t in pairs if needle in t.casefold()]
+    wanted = query.strip()
+    if wanted.isdigit():
+        return [(m, t) for m, t in pairs if m == int(wanted)]
+    needle = wanted.casefold()
+    rules = (
+        lambda t: t == wanted,
+        lambda t: re.sub(r"\s*\(\d{4}[^)]*\)\s*$", "", t).casefold() == needle,
+        lambda t: needle in t.casefold(),
+    )
+    for rule in rules:
+        found = [(m, t) for m, t in pairs if rule(t)]
+        if found:
+            return found
+    return []
 
 
 def similar(table, movie_id: int, k: int) -> list[tuple[LanceModel, float]]:

@@ -62,8 +62,14 @@ def test_similar_json_by_id(published):
     assert set(payload["similar"][0]) >= {"movie_id", "title", "genres", "imdb_id", "score"}
 
 
+def test_similar_title_without_year_prefers_the_exact_film(published):
+    result = CliRunner().invoke(main, ["similar", "alpha"])  # "Alpha (2001)", not "Alpha Beta"
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "Because you watched Alpha (2001) (10):"
+
+
 def test_similar_ambiguous_title_lists_candidates(published):
-    result = CliRunner().invoke(main, ["similar", "alpha"])
+    result = CliRunner().invoke(main, ["similar", "alph"])
     assert result.exit_code != 0
     assert "2 movies match" in result.output
     assert "Alpha Beta (2002)" in result.output
