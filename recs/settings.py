@@ -48,10 +48,10 @@ class Settings(BaseSettings):
     )
     svd_sv_power: float = Field(0.5, ge=0, le=2, description="scale vectors by s ** this")
     svd_solver: Literal["randomized", "arpack"] = Field(
-        "randomized", description="truncated SVD: randomized subspace iteration, or ARPACK svds"
+        "randomized", description="truncated SVD: randomized block Krylov, or ARPACK svds"
     )
     svd_power_iters: int = Field(
-        2, ge=0, le=20, description="randomized SVD: power iterations (2 matrix passes each)"
+        1, ge=0, le=20, description="randomized SVD: block Krylov steps (2 matrix passes each)"
     )
     svd_oversample: int = Field(
         16, ge=0, le=512, description="randomized SVD: extra columns beyond --dim in the block"
