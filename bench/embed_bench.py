@@ -7,8 +7,9 @@ diagonal-matrix products), kept below verbatim; `arpack` and `randomized` are re
 settings svd_solver=arpack / randomized (defaults otherwise). Each measurement is its own
 process: it loads the ratings matrix from a .npz cache (made once per size from the MovieLens
 folder with recs.ingest.read_dataset; synthetic folders come from bench/run.py's `dataset`),
-then times `embed` alone. Peak RSS is the process's VmHWM after embedding; `base` is VmHWM
-before it (interpreter + imports + the matrix), so `peak - base` is what the stage adds.
+then times `embed` alone, wall and CPU seconds (on a shared machine CPU seconds say more; CPU
+above wall means two cores worked). Peak RSS is the process's VmHWM after embedding; `base` is
+VmHWM before it (interpreter + imports + the matrix), so `peak - base` is what the stage adds.
 """
 
 from __future__ import annotations
@@ -100,14 +101,14 @@ def child(npz: Path, variant: str, threads: int) -> dict:
     ratings = Ratings(matrix, z["user_ids"], z["movie_ids"])
     base = vm_hwm()
     with threadpool_limits(threads, user_api="blas"):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         if variant == "old":
             vectors = old_movie_vectors(matrix, 64, 0)
         else:
             vectors = embed(ratings, Settings(svd_solver=variant, threads=threads)).vectors
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak": vm_hwm(), "base": base, "shape": list(matrix.shape),
-            "nnz": int(matrix.nnz), "dim": int(vectors.shape[1])}
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu": cpu, "peak": vm_hwm(), "base": base,
+            "shape": list(matrix.shape), "nnz": int(matrix.nnz), "dim": int(vectors.shape[1])}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,8 +125,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child(Path(args.child[0]), args.child[1], args.threads)))
         return
     rows = []
-    print("| size | users x movies | ratings | variant | embed s | peak RSS MiB | stage adds MiB |")
-    print("|---|---|---:|---|---:|---:|---:|")
+    print("| size | users x movies | ratings | variant | embed s | CPU s | peak RSS MiB "
+          "| stage adds MiB |")
+    print("|---|---|---:|---|---:|---:|---:|---:|")
     for name in args.sizes.split(","):
         npz = cached_matrix(name, args.data_cache, args.cache)
         for variant in args.variants.split(","):
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             users, movies = row["shape"]
             print(f"| {name} | {users:,} x {movies:,} | {row['nnz']:,} | {variant} | "
-                  f"{row['seconds']:.2f} | {row['peak'] / MIB:,.0f} | "
+                  f"{row['seconds']:.2f} | {row['cpu']:.2f} | {row['peak'] / MIB:,.0f} | "
                   f"{(row['peak'] - row['base']) / MIB:,.0f} |", flush=True)
     print(json.dumps(rows))
 

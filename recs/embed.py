@@ -145,6 +145,21 @@ class BlockedProducts:
         b = np.ascontiguousarray(b, dtype=np.float32)
         return self._map(lambda blk: blk @ b, [(blk,) for blk in self.blocks])
 
+    def gram(self, b: NDArray) -> NDArray[np.float64]:
+        """(x @ b).T @ (x @ b): (n, l) -> (l, l) float64, each row block's part computed on
+        its thread (the (m, l) product is never whole) and added in block order."""
+        b = np.ascontiguousarray(b, dtype=np.float32)
+
+        def part(blk: sparse.csr_array) -> NDArray[np.float64]:
+            y = (blk @ b).astype(np.float64)
+            return y.T @ y
+
+        parts = self._map(part, [(blk,) for blk in self.blocks])
+        total = parts[0]
+        for p in parts[1:]:
+            total += p
+        return total
+
     def tdot(self, b: list[NDArray]) -> NDArray[np.float32]:
         """x.T @ b: (m, l) as row blocks -> (n, l) float32, partial sums added in block order."""
         items = [(blk, np.ascontiguousarray(part, dtype=np.float32))
@@ -214,11 +229,8 @@ def randomized_svd(
         h = np.empty((blocks * width, blocks * width))  # q' a q
         for j, image in enumerate(images):
             h[:, cols[j]] = q.T @ image.astype(np.float64)
-        last = cols[-1]  # q_last' a q_last = (x q_last)' (x q_last), summed by row block
-        h[last, last] = 0.0
-        for part in ops.dot(q[:, last]):
-            part = part.astype(np.float64)
-            h[last, last] += part.T @ part
+        last = cols[-1]
+        h[last, last] = ops.gram(q[:, last])  # q_last' a q_last = (x q_last)' (x q_last)
         h[: last.start, last] = h[last, : last.start].T  # by symmetry
         eigvals, w = np.linalg.eigh((h + h.T) / 2)
         top = np.argsort(-eigvals, kind="stable")[:dim]
