@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         "exact", description="top-k engine: in-process exact, or LanceDB batch search (same lists)"
     )
     batch_size: int = Field(1024, ge=1, description="query vectors per top-k batch")
-    threads: int = Field(2, ge=1, description="BLAS threads")
+    threads: int = Field(2, ge=1, description="BLAS, DuckDB and sparse-product threads")
     seed: int = Field(0, description="seed for every random choice (SVD start vector, holdouts)")
     keep: int = Field(7, ge=1, description="run folders to keep after a successful publish")
     # the recipe, chosen by `recs evaluate` (next-watch HR@10 on a validation split)
