@@ -277,7 +277,7 @@ def topk(
     is open, BLAS stays limited to one thread.
     """
     rows = np.arange(len(emb.movie_ids)) if rows is None else rows
-    threads = _blas_threads() if threads is None else threads
+    threads = blas_threads() if threads is None else threads
     batches = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
     rescored, started = 0, time.perf_counter()
 
@@ -308,7 +308,7 @@ def _neighbors(
     return Neighbors(emb.movie_ids[rows], np.where(top >= 0, emb.movie_ids[top], -1), scores)
 
 
-def _blas_threads() -> int:
+def blas_threads() -> int:
     """The BLAS thread limit in effect (1 if there is no BLAS threadpool)."""
     info = threadpool_info()
     return max([i["num_threads"] for i in info if i.get("user_api") == "blas"], default=1)

@@ -77,7 +77,7 @@ def test_locality_order_is_a_permutation_that_groups_neighbours():
     assert max(len(set(labels[order[s : s + 40]])) for s in range(0, 320, 40)) <= 3
 
 
-def test_the_order_hint_does_not_change_the_lists():
+def test_the_order_hint_and_threads_do_not_change_the_lists():
     rng = np.random.default_rng(4)
     n_users, n_movies = 60, 700
     dense = rng.random((n_users, n_movies)) < 0.08
@@ -91,6 +91,20 @@ def test_the_order_hint_does_not_change_the_lists():
     cos[ids < 0] = -np.inf
     pools = Neighbors(r.movie_ids, ids, cos)
     plain = rerank.rerank(r, pools, 10, Settings())
-    hinted = rerank.rerank(r, pools, 10, Settings(), emb)
+    hinted = rerank.rerank(r, pools, 10, Settings(), emb, threads=2)
     for field in ("neighbor_ids", "scores", "cosine", "co_watchers"):
         assert np.array_equal(getattr(plain, field), getattr(hinted, field)), field
+
+
+def test_bitsets_for_heavy_raters_count_the_same():
+    rng = np.random.default_rng(7)
+    n_users, n_movies = 150, 90
+    dense = rng.random((n_users, n_movies)) < rng.random((n_users, 1)) * 0.6  # some heavy
+    users, cols = np.nonzero(dense)
+    r = ratings_of(list(zip(users, cols, strict=True)), n_users, list(range(n_movies)))
+    rows = np.arange(n_movies)
+    cands = rng.integers(-1, n_movies, (n_movies, 12))
+    want = rerank.co_counts(rerank.watched_by(r), rows, cands)
+    for heavy in (1, 20, 40, 10_000):  # every rater, some, none
+        got = rerank.CoWatch.of(r, heavy).counts(rows, cands)
+        assert np.array_equal(got, want), heavy
