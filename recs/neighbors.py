@@ -3,7 +3,13 @@
 Both engines only propose candidates; the final scores and order come from one shared function
 (`pair_scores`, then rank by score and movie id), so the two engines publish identical lists.
 When a candidate pool cannot prove its k-th place (ties or near-ties at its edge), that query
-is scored against every movie instead.
+is scored against every movie instead. The exact engine never needs that: from each query's
+full float32 similarity row it keeps every movie within SELECT_TOLERANCE of the pool's edge
+(a proven superset, ties included), so only those few are scored in float64.
+
+Cost at 62k movies: the float32 product (the floor) plus one max-reduction, one comparison
+and one compaction pass over each row (`_select`); batches run on as many threads as BLAS
+may use, each with single-threaded BLAS, so the numpy passes use every core too.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ Every published pair is explainable: "N people who rated X also rated Y", weight
 similarity, with a mild discount for blockbusters that everyone rates. Equal scores go by
 cosine, then by a fixed hash of the pair (never always toward the same movies).
 
+Counting co-watchers is the cost at scale (25M ratings): queries are processed in blocks of
+similar movies (`locality_order`, when the embeddings are passed) so each block's candidate
+union is small, heavy raters are counted by bitsets (`CoWatch`), and blocks run on threads.
+
 Which movies take part (`eligible`, `listed`): a movie needs `min_support` ratings both to get
 a list and to appear in one. Below that its vector is noise: a movie rated once gets the
 direction of its single rater, identical for every movie that user alone rated.
@@ -99,13 +103,18 @@ class CoWatch:
     @staticmethod
     def of(ratings: Ratings, heavy: int = HEAVY_RATER) -> CoWatch:
         m = ratings.matrix.tocsr()
-        is_heavy = np.diff(m.indptr) >= heavy
-        light = watched_by(Ratings(m[~is_heavy], ratings.user_ids[~is_heavy], ratings.movie_ids))
-        hm = m[is_heavy].tocoo()
-        words = (int(is_heavy.sum()) + 63) // 64
+        heavy_rows = np.flatnonzero(np.diff(m.indptr) >= heavy)
+        light_rows = np.setdiff1d(np.arange(m.shape[0]), heavy_rows)
+        light = m[light_rows].tocsc().astype(np.float32, copy=False)
+        light.data[:] = 1.0
+        words = (len(heavy_rows) + 63) // 64
         bits = np.zeros((m.shape[1], words), np.uint64)
-        bit = np.left_shift(np.uint64(1), (hm.row % 64).astype(np.uint64))
-        np.bitwise_or.at(bits.reshape(-1), hm.col.astype(np.int64) * words + hm.row // 64, bit)
+        for start in range(0, len(heavy_rows), 4096):  # a few heavy users at a time: small
+            part = m[heavy_rows[start : start + 4096]]
+            user = np.repeat(np.arange(start, start + part.shape[0]), np.diff(part.indptr))
+            bit = np.left_shift(np.uint64(1), (user % 64).astype(np.uint64))
+            cell = part.indices.astype(np.int64) * words + user // 64
+            np.bitwise_or.at(bits.reshape(-1), cell, bit)
         return CoWatch(light=light, bits=bits)
 
     def counts(self, rows: NDArray[np.int64], cands: NDArray[np.int64]) -> NDArray[np.int32]:
