@@ -77,7 +77,7 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
             with stages("neighbors"):
                 pools = _candidate_pools(ratings, emb, settings, progress)
             with stages("rerank"):
-                lists = rerank.rerank(ratings, pools, settings.top_k, settings)
+                lists = rerank.rerank(ratings, pools, settings.top_k, settings, emb)
             with stages("quality"):
                 lists = write.sort_lists(lists)
                 figures = _quality_gate(data, lists, settings)
@@ -172,13 +172,13 @@ def _candidate_pools(
     eligible = rerank.eligible(ratings, settings)
     rows = np.flatnonzero(rerank.listed(ratings, settings))
     pool = min(settings.pool, int(eligible.sum()) - 1)
-    margin = pool + max(16, pool // 4)  # extra candidates so the pool's edge is usually proven
     with tempfile.TemporaryDirectory(prefix="recs-lancedb-") as tmp:
         if settings.engine == "lancedb":
+            margin = pool + max(16, pool // 4)  # extra so the pool's edge is usually proven
             table = store.write_table(Path(tmp), "staging", store.vector_table(emb))
             propose = neighbors.lancedb_proposer(emb, eligible, margin, table)
         else:
-            propose = neighbors.exact_proposer(emb, eligible, margin)
+            propose = neighbors.exact_proposer(emb, eligible, pool)  # its pools are proven
         parts = []
         for part in neighbors.topk(emb, pool, propose, eligible, settings.batch_size, rows):
             parts.append(part)

@@ -283,7 +283,7 @@ def recipe_lists(ratings: Ratings, settings: Settings, k: int) -> Neighbors:
         ))) if len(rows) else Neighbors(
             ratings.movie_ids[:0], np.empty((0, pool), np.int64), np.empty((0, pool), np.float32)
         )
-    return rerank(ratings, pools, k, settings)
+    return rerank(ratings, pools, k, settings, emb)
 
 
 def project_recipe(settings: Settings) -> Recipe:
