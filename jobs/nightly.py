@@ -78,8 +78,8 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
                 pools = _candidate_pools(ratings, emb, settings, progress)
             with stages("rerank"):
                 lists = rerank.rerank(ratings, pools, settings.top_k, settings, emb)
-            with stages("quality"):
                 lists = write.sort_lists(lists)
+            with stages("quality"):
                 figures = _quality_gate(data, lists, settings)
             inputs = hashes.result()
         stage = publish.staging_dir(out, run_id)
