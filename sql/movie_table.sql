@@ -1,4 +1,5 @@
--- one row per movie in movies.csv with its links and rating statistics
+-- one row per movie in movies.csv with its links and rating statistics (rating_stats: made by
+-- rating_stats.sql from the ratings table, or by recs.ingest from the fast read's columns)
 with movies as (
 
     select * from movies
@@ -11,20 +12,9 @@ links as (
 
 ),
 
-ratings as (
-
-    select * from ratings
-
-),
-
 rating_stats as (
 
-    select
-        movie_id,
-        count(*)::integer as n_ratings,
-        avg(rating)::float as mean_rating
-    from ratings
-    group by movie_id
+    select * from rating_stats
 
 ),
 
