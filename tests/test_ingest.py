@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recs.ingest import connect, load_dataset, load_tables, ratings_matrix, read_dataset
+from recs import ingest
+from recs.ingest import (
+    build_matrix,
+    connect,
+    load_dataset,
+    load_tables,
+    movie_table,
+    ratings_matrix,
+    read_dataset,
+)
 from recs.sqlfiles import load_sql
 
 MOVIES = (
@@ -153,6 +162,125 @@ def test_movie_table_columns(tmp_path: Path) -> None:
     assert rows[40]["n_ratings"] == 0 and rows[40]["mean_rating"] is None
 
 
+# --- the fast read (numpy columns) gives exactly what the SQL path gives ------------------------
+
+
+def sql_path(folder: Path) -> dict:
+    """What the SQL path (load_tables, build_matrix, movie_table, last_pairs.sql) reads."""
+    con = connect()
+    try:
+        load_tables(con, folder)
+        ratings, built = build_matrix(con)
+        movies = movie_table(con)
+        last = con.execute(load_sql("last_pairs")).fetchnumpy()
+    finally:
+        con.close()
+    return {"ratings": ratings, "movies": movies, "built": built,
+            "last": {c: np.asarray(last[c], np.int64) for c in ("query_id", "target_id")}}
+
+
+def assert_same_as_sql(folder: Path) -> None:
+    data, want = load_dataset(folder), sql_path(folder)
+    got_m, want_m = data.ratings.matrix, want["ratings"].matrix
+    assert got_m.shape == want_m.shape and got_m.dtype == want_m.dtype == np.float32
+    for part in ("data", "indices", "indptr"):
+        a, b = getattr(got_m, part), getattr(want_m, part)
+        assert a.dtype == b.dtype and np.array_equal(a, b), part
+    assert got_m.has_sorted_indices
+    for ids in ("user_ids", "movie_ids"):
+        a, b = getattr(data.ratings, ids), getattr(want["ratings"], ids)
+        assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b), ids
+    assert data.movies.equals(want["movies"], check_metadata=True)
+    for c in ("query_id", "target_id"):
+        assert data.last_pairs[c].dtype == np.int64
+        np.testing.assert_array_equal(data.last_pairs[c], want["last"][c])
+    for key in ("duplicates", "unlisted_ratings", "unlisted_movies"):
+        assert data.counts[key] == want["built"][key], key
+
+
+def random_ratings(seed: int, repeats: bool, shuffle: bool, id_offset: int = 0) -> str:
+    """~600 ratings, 40 users x 30 movies (ids 10..300 plus id_offset; 5 not in movies.csv),
+    timestamps from a tiny range so that last-pair keys tie often."""
+    rng = np.random.default_rng(seed)
+    cells = rng.choice(40 * 30, 600, replace=repeats)
+    rows = [(int(c // 30) * 7 + 1, int(c % 30 + 1) * 10 + id_offset,
+             int(rng.integers(1, 11)) / 2, int(rng.integers(-3, 4))) for c in cells]
+    rows += [(999, 10 + id_offset, 3.0, 5)]  # a user with one rating
+    if not shuffle:
+        rows.sort(key=lambda r: r[0])  # grouped by user, file order within
+    return "".join(f"{u},{m},{r},{t}\n" for u, m, r, t in rows)
+
+
+def listed_movies(id_offset: int = 0) -> str:
+    return "movieId,title,genres\n" + "".join(
+        f"{m * 10 + id_offset},Movie {m} ({1950 + m}),Drama\n" for m in range(1, 31) if m % 6
+    )
+
+
+@pytest.fixture
+def no_sql_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_dataset must not fall back to the SQL path."""
+    def boom(*args, **kwargs):
+        raise AssertionError("the SQL path ran")
+    monkeypatch.setattr(ingest, "_parts_sql", boom)
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["grouped", "shuffled"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_read_equals_sql_path(tmp_path: Path, seed: int, shuffle: bool) -> None:
+    folder = write(tmp_path, random_ratings(seed, repeats=False, shuffle=shuffle),
+                   listed_movies(), "movieId,imdbId,tmdbId\n20,0000020,120\n")
+    assert_same_as_sql(folder)
+    assert codes(folder)["unlisted_ratings"] > 0  # the data exercises dropped ratings
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["grouped", "shuffled"])
+def test_fast_read_with_repeated_pairs_equals_sql_path(tmp_path: Path, shuffle: bool) -> None:
+    folder = write(tmp_path, random_ratings(3, repeats=True, shuffle=shuffle), listed_movies())
+    assert_same_as_sql(folder)
+    assert load_dataset(folder).counts["duplicates"] > 0
+
+
+def test_large_movie_ids_equal_sql_path(tmp_path: Path, no_sql_path: None) -> None:
+    # ids >= 2**24 map by binary search instead of a lookup table
+    offset = 2**30
+    folder = write(tmp_path, random_ratings(4, repeats=False, shuffle=True, id_offset=offset),
+                   listed_movies(offset), f"movieId,imdbId,tmdbId\n{offset + 20},0000020,120\n")
+    assert load_dataset(folder).ratings.movie_ids.min() > offset
+    assert_same_as_sql(folder)
+
+
+def test_ids_beyond_int32_take_the_sql_path(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    real = ingest._parts_sql
+    monkeypatch.setattr(ingest, "_parts_sql", lambda *a: calls.append(1) or real(*a))
+    big = 2**31 + 5
+    folder = write(tmp_path, f"1,10,4.0,1\n{big},20,3.0,2\n{big},10,2.5,3\n")
+    assert dense(folder) == {(1, 10): 4.0, (big, 20): 3.0, (big, 10): 2.5}
+    assert calls
+    assert_same_as_sql(folder)
+
+
+def test_clean_input_never_reads_twice(tmp_path: Path, no_sql_path: None) -> None:
+    folder = write(tmp_path, random_ratings(5, repeats=False, shuffle=True))
+    assert load_dataset(folder).counts["ratings_used"] > 0
+
+
+def test_last_pairs_break_ties_like_sql(tmp_path: Path, no_sql_path: None) -> None:
+    folder = write(tmp_path, (
+        "1,30,1.0,1\n1,10,4.0,5\n1,20,3.0,5\n"  # same time: the larger id is last
+        "2,10,4.0,7\n"  # one rating: no pair
+        "3,10,4.0,9\n3,10,2.0,9\n3,20,1.0,2\n"  # the same top key twice: no pair
+        "4,10,4.0,9\n4,10,2.0,3\n4,20,1.0,1\n"  # the last two are one movie: no pair
+        "5,30,4.0,-5\n5,40,2.0,-7\n"  # negative times
+        "6,40,4.0,2\n6,20,2.0,2\n6,99,3.0,8\n"  # an unlisted movie still counts here
+    ))
+    data = load_dataset(folder)
+    assert data.last_pairs["target_id"].tolist() == [20, 30, 99]
+    assert data.last_pairs["query_id"].tolist() == [10, 40, 40]
+    assert_same_as_sql(folder)
+
+
 # --- real data ----------------------------------------------------------------------------------
 
 
@@ -179,3 +307,7 @@ def test_ml_latest_small_reads_exactly(ml_small: Path) -> None:
         "links_without_tmdb": 8, "movies_unrated": 18,
     }
     assert data.counts["duplicates"] == 0 and data.counts["unlisted_ratings"] == 0
+
+
+def test_ml_latest_small_equals_sql_path(ml_small: Path, no_sql_path: None) -> None:
+    assert_same_as_sql(ml_small)
