@@ -232,6 +232,9 @@ def test_fast_read_equals_sql_path(tmp_path: Path, seed: int, shuffle: bool) -> 
                    listed_movies(), "movieId,imdbId,tmdbId\n20,0000020,120\n")
     assert_same_as_sql(folder)
     assert codes(folder)["unlisted_ratings"] > 0  # the data exercises dropped ratings
+    one, two = load_dataset(folder, threads=1), load_dataset(folder, threads=2)
+    for c in ("query_id", "target_id"):  # last pairs on the calling thread or another one
+        np.testing.assert_array_equal(one.last_pairs[c], two.last_pairs[c])
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["grouped", "shuffled"])
