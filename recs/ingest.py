@@ -5,10 +5,11 @@ recs.errors.InputError with one line naming the file, the line and what to do; o
 inputs (duplicate ratings, ratings of unlisted movies, missing links) are counted and logged.
 
 load_dataset reads ratings.csv straight into narrow numpy columns (sql/ratings_columns.sql) and
-builds the matrix, the per-movie stats and the last pairs in numpy: on 25M ratings that is the
-CSV parse plus ~2 s, where the SQL path (load_tables, build_matrix) takes ~20 s. A file the fast
-read cannot vouch for (a rejected or invalid row, an id >= 2^31, no rows) goes through the SQL
-path, which names the problem; both paths give identical results.
+builds the matrix (repeated pairs: the latest rating), the per-movie stats and the last pairs in
+numpy, without a DuckDB table of the ratings. A file that read cannot vouch for (a rejected or
+invalid row, an id >= 2^31, no rows) goes through the SQL path (load_tables, build_matrix, ...),
+which names the problem; both paths give identical results (tests/test_ingest.py). On 25M
+ratings the read is the CSV parse plus ~1 s of numpy, at half the memory of the SQL path.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from recs.validate import HEADERS, TABLES, Problem, check_file, check_loaded, od
 log = logging.getLogger(__name__)
 
 _LOOKUP_MAX = 1 << 24  # movie ids below this map through a lookup table (64 MiB at most)
+_MAX_TIME = 10**14  # s: recency keys clamp times to this (as rating_triplets_latest)
 _CHUNK = 1 << 22  # ratings per numpy pass where a pass over all would need float64 copies
 
 
@@ -283,22 +285,17 @@ def _parts_numpy(
         pairs = pool.submit(_last_pairs, *args) if threads > 1 else None
         movie_ids, col, built = _movie_columns(cols.movie_id, listed)
         stats = _rating_stats(movie_ids, col, cols.half_stars)
-        matrix = _csr_grouped(starts, per_user, col, cols.half_stars, len(movie_ids))
+        stars = cols.half_stars.astype(np.float32)
+        stars *= np.float32(0.5)
+        matrix = _csr_grouped(starts, per_user, col, stars, len(movie_ids))
         last_pairs = pairs.result() if pairs else _last_pairs(*args)
-    if _has_repeats(matrix):  # a pair rated twice: SQL keeps the latest (rare, costs seconds)
-        del matrix, col
-        con.register("rating_columns", pa.table({
-            "user_id": cols.user_id, "movie_id": cols.movie_id,
-            "half_stars": cols.half_stars, "rated_at": cols.rated_at,
-        }))
-        con.execute(load_sql("ratings_from_columns"))
-        con.unregister("rating_columns")
-        ratings, built = build_matrix(con)  # also creates the table movie_index
-    else:
-        ratings = Ratings(matrix=matrix, user_ids=user_ids, movie_ids=movie_ids)
-        con.register("movie_index", pa.table({  # for check_odd
-            "movie_id": movie_ids, "movie_index": np.arange(len(movie_ids), dtype=np.int32),
-        }))
+    if _has_repeats(matrix):  # a pair rated twice (rare): keep its latest rating
+        del matrix, stars
+        matrix, built = _latest_ratings(starts, per_user, col, cols, user_ids, movie_ids, built)
+    ratings = Ratings(matrix=matrix, user_ids=user_ids, movie_ids=movie_ids)
+    con.register("movie_index", pa.table({  # for check_odd
+        "movie_id": movie_ids, "movie_index": np.arange(len(movie_ids), dtype=np.int32),
+    }))
     con.register("rating_stats", stats)
     movies = con.sql(load_sql("movie_table")).to_arrow_table()
     return rows, ratings, built, movies, last_pairs
@@ -363,25 +360,56 @@ def _rating_stats(
 
 def _csr_grouped(
     starts: NDArray[np.intp], per_user: NDArray[np.intp], col: NDArray[np.int32],
-    half_stars: NDArray[np.uint8], n_movies: int,
+    values: NDArray, n_movies: int,
 ) -> sparse.csr_array:
-    """The CSR matrix of ratings grouped by user (`starts`, `per_user`: each user's first row
-    and row count), col -1: dropped (movie not listed); repeated pairs are not merged."""
+    """The CSR matrix of `values` (one per rating, grouped by user: `starts`, `per_user` give
+    each user's first rating and count; `col` -1: dropped, movie not listed), sorted indices,
+    a repeated (user, movie) pair kept twice. `values` is sorted in place, `col` is not."""
     keep = col >= 0
     if not keep.all():
         per_user = np.add.reduceat(keep.view(np.uint8), starts, dtype=np.int64)
-        col, half_stars = col[keep], half_stars[keep]
+        col, values = col[keep], values[keep]
     indptr = np.zeros(len(starts) + 1, np.int64)
     np.cumsum(per_user, out=indptr[1:])
-    data = half_stars.astype(np.float32)
-    data *= np.float32(0.5)
     index_dtype = np.int32 if len(col) < 2**31 else np.int64
     matrix = sparse.csr_array(
-        (data, col.astype(index_dtype, copy=False), indptr.astype(index_dtype)),
+        (values, col.astype(index_dtype), indptr.astype(index_dtype)),  # sorted: `col` copied
         shape=(len(starts), n_movies),
     )
     matrix.sort_indices()
     return matrix
+
+
+def _latest_ratings(
+    starts: NDArray[np.intp], per_user: NDArray[np.intp], col: NDArray[np.int32],
+    cols: _Columns, user_ids: NDArray[np.int64], movie_ids: NDArray[np.int64],
+    built: dict[str, Any],
+) -> tuple[sparse.csr_array, dict[str, Any]]:
+    """sql/rating_triplets_latest.sql in numpy: the matrix with each (user, movie) pair once,
+    holding its latest rating (equal times: the higher), and `built` with the duplicates.
+
+    The recency key is the SQL's: time clamped to +-1e14 s, * 16, + half stars (1-10), so the
+    largest key of a pair is its latest rating and key % 16 its half stars.
+    """
+    keys = np.clip(cols.rated_at, -_MAX_TIME, _MAX_TIME) * 16 + cols.half_stars
+    keyed = _csr_grouped(starts, per_user, col, keys, len(movie_ids))
+    del keys
+    idx, ptr = keyed.indices, keyed.indptr
+    first = np.ones(keyed.nnz, bool)  # the first rating of each (user, movie) pair
+    first[1:] = idx[1:] != idx[:-1]
+    first[ptr[:-1][ptr[:-1] < keyed.nnz]] = True  # a row's first value starts a pair
+    runs = np.flatnonzero(first)
+    stars = (np.maximum.reduceat(keyed.data, runs) % 16).astype(np.float32)
+    stars *= np.float32(0.5)
+    new_ptr = np.r_[0, np.cumsum(first)][ptr].astype(idx.dtype)
+    matrix = sparse.csr_array((stars, idx[runs], new_ptr), shape=keyed.shape)
+    # the first repeated pair in (user, movie) order: the SQL path's example
+    repeated = runs[np.flatnonzero(np.diff(np.r_[runs, keyed.nnz]) > 1)[0]]
+    user = np.searchsorted(ptr, repeated, side="right") - 1
+    built = dict(built, duplicates=keyed.nnz - matrix.nnz, duplicate_example=(
+        int(user_ids[user]), int(movie_ids[idx[repeated]]),
+    ))
+    return matrix, built
 
 
 def _has_repeats(matrix: sparse.csr_array) -> bool:

@@ -237,11 +237,19 @@ def test_fast_read_equals_sql_path(tmp_path: Path, seed: int, shuffle: bool) -> 
         np.testing.assert_array_equal(one.last_pairs[c], two.last_pairs[c])
 
 
+@pytest.mark.parametrize("all_listed", [False, True], ids=["some-unlisted", "all-listed"])
 @pytest.mark.parametrize("shuffle", [False, True], ids=["grouped", "shuffled"])
-def test_fast_read_with_repeated_pairs_equals_sql_path(tmp_path: Path, shuffle: bool) -> None:
-    folder = write(tmp_path, random_ratings(3, repeats=True, shuffle=shuffle), listed_movies())
+def test_fast_read_with_repeated_pairs_equals_sql_path(
+    tmp_path: Path, shuffle: bool, all_listed: bool, no_sql_path: None
+) -> None:
+    movies = listed_movies()
+    if all_listed:
+        movies += "".join(f"{m * 10},Movie {m} (2000),Drama\n" for m in range(6, 31, 6))
+    folder = write(tmp_path, random_ratings(3, repeats=True, shuffle=shuffle), movies)
     assert_same_as_sql(folder)
-    assert load_dataset(folder).counts["duplicates"] > 0
+    data = load_dataset(folder)
+    assert data.counts["duplicates"] > 0
+    assert (data.counts["unlisted_ratings"] == 0) == all_listed
 
 
 def test_large_movie_ids_equal_sql_path(tmp_path: Path, no_sql_path: None) -> None:
