@@ -184,6 +184,7 @@ def load_dataset(folder: Path, threads: int = 2) -> Dataset:
         paths = _check_files(folder)
         columns = _read_columns(con, paths["ratings.csv"])
         if columns is None:  # something to report: the SQL path names it, or reads the file
+            log.debug("%s: read again by the SQL path", paths["ratings.csv"])
             con.close()
             con = connect(threads)
             parts = _parts_sql(con, folder)
