@@ -100,8 +100,7 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
             "seconds": round(time.perf_counter() - t0, 4),
             "source": {"data": settings.data, "folder": str(folder), "files": inputs},
             "settings": settings.model_dump(mode="json"),
-            "counts": {**_counts(ratings, movies, emb, lists, changes),
-                       "files_reused": written.reused},
+            "counts": _counts(ratings, movies, emb, lists, changes, written),
             "quality": figures,
             "input_notes": [p.as_dict() for p in data.problems],
             "lancedb": {"db": str(settings.resolved_db()), "table": settings.table,
@@ -137,7 +136,7 @@ def _quality_gate(data, lists: rerank.RankedNeighbors, settings: Settings) -> di
     return figures
 
 
-def _counts(ratings, movies, emb, lists, changes) -> dict[str, int]:
+def _counts(ratings, movies, emb, lists, changes, written: write.FileLog) -> dict[str, int]:
     return {
         "ratings": int(ratings.matrix.nnz),
         "users": int(ratings.matrix.shape[0]),
@@ -149,6 +148,7 @@ def _counts(ratings, movies, emb, lists, changes) -> dict[str, int]:
         "lists_removed": len(changes["removed"]),
         "lists_changed": len(changes["changed"]),
         "lists_unchanged": changes["unchanged"],
+        "files_reused": written.reused,
     }
 
 
@@ -188,11 +188,12 @@ def _candidate_pools(
 
 
 def _write_outputs(files: write.FileLog, movies, emb, lists: rerank.RankedNeighbors) -> None:
+    both = write.SharedGenres()  # Parquet and JSON show the same shared genres per pair
     write.write_parquet(files, "recommendations.parquet",
-                        write.recommendations_table(lists, movies))
+                        write.recommendations_table(lists, movies, both))
     write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
-    write.write_parquet(files, "embeddings.parquet", write.embeddings_table(emb))
-    write.write_json(files, movies, lists)
+    write.write_parquet(files, "embeddings.parquet", store.vector_table(emb))
+    write.write_json(files, movies, lists, both)
     write.write_assets(files)
 
 

@@ -19,8 +19,6 @@ from recs.errors import RecsError
 
 log = logging.getLogger("recs")
 
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 quality gate, 4 locked."
-
 
 class RecsClickError(click.ClickException):
     """A domain error shown as one line, with the error's own exit code."""

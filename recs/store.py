@@ -40,11 +40,9 @@ def content_table(embeddings: Embeddings, movies: pa.Table) -> pa.Table:
     dim = embeddings.vectors.shape[1]
     schema = content_model(dim).to_arrow_schema()
     meta = movies.select(["movie_id", "genres", "title", "imdb_id", "year", "n_ratings"])
-    position = {int(m): i for i, m in enumerate(meta["movie_id"].to_numpy())}
-    rows = pa.array([position[int(m)] for m in embeddings.movie_ids], pa.int64())
-    meta = meta.take(rows)
-    flat = pa.array(embeddings.vectors.reshape(-1), pa.float32())
-    vectors = pa.FixedSizeListArray.from_arrays(flat, dim)
+    # the movie table is sorted by movie_id, and every embedded movie is in it
+    meta = meta.take(np.searchsorted(meta["movie_id"].to_numpy(), embeddings.movie_ids))
+    vectors = vector_column(embeddings)
     columns = {
         "movie_id": pa.array(embeddings.movie_ids, pa.int64()),
         "vector": vectors,
@@ -111,13 +109,17 @@ def batch_search(
     return out_ids, out_sims
 
 
+def vector_column(embeddings: Embeddings) -> pa.FixedSizeListArray:
+    """The vectors as an Arrow fixed-size list column of float32 (n_movies x dim)."""
+    flat = pa.array(embeddings.vectors.reshape(-1), pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, embeddings.vectors.shape[1])
+
+
 def vector_table(embeddings: Embeddings) -> pa.Table:
     """Just movie_id and vector: enough for a scratch table to search."""
-    dim = embeddings.vectors.shape[1]
-    flat = pa.array(embeddings.vectors.reshape(-1), pa.float32())
     return pa.table({
         "movie_id": pa.array(embeddings.movie_ids, pa.int64()),
-        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+        "vector": vector_column(embeddings),
     })
 
 

@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recs.embed import Embeddings
 from recs.explain import shared_genres
 from recs.neighbors import Neighbors
 from recs.rerank import RankedNeighbors
@@ -132,10 +131,13 @@ class SharedGenres:
         return self._seen[key]
 
 
-def recommendations_table(lists: RankedNeighbors, movies: pa.Table) -> pa.Table:
+def recommendations_table(
+    lists: RankedNeighbors, movies: pa.Table, both: SharedGenres | None = None
+) -> pa.Table:
     """One row per (movie, rank), sorted by (movie_id, rank), with the neighbour's metadata.
 
-    Slots without a neighbour (id -1: the pool ran short) are left out.
+    Slots without a neighbour (id -1: the pool ran short) are left out. `both`: a
+    SharedGenres to share with `write_json`, so each pair of genre strings is done once.
     """
     n, k = lists.neighbor_ids.shape
     valid = (lists.neighbor_ids >= 0).ravel()
@@ -144,7 +146,7 @@ def recommendations_table(lists: RankedNeighbors, movies: pa.Table) -> pa.Table:
     ids = movies["movie_id"].to_numpy()
     at, q_at = np.searchsorted(ids, nbrs), np.searchsorted(ids, queries)
     genres = movies["genres"].to_pylist()
-    both = SharedGenres()
+    both = both or SharedGenres()
     pairs = zip(q_at.tolist(), at.tolist(), strict=True)
     shared = ["|".join(both(genres[q], genres[m])) for q, m in pairs]
     return pa.table(
@@ -167,13 +169,6 @@ def movies_table(movies: pa.Table, lists: Neighbors) -> pa.Table:
     """Every movie in movies.csv, with `has_list` saying whether it got a list."""
     has = np.isin(movies["movie_id"].to_numpy(), lists.movie_ids)
     return movies.append_column(pa.field("has_list", pa.bool_(), nullable=False), pa.array(has))
-
-
-def embeddings_table(emb: Embeddings) -> pa.Table:
-    """movie_id and its unit vector (fixed-size list of float32)."""
-    dim = emb.vectors.shape[1]
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.vectors.ravel(), pa.float32()), dim)
-    return pa.table({"movie_id": pa.array(emb.movie_ids, pa.int64()), "vector": vectors})
 
 
 def write_parquet(log_: FileLog, rel: str, table: pa.Table) -> None:
@@ -255,12 +250,16 @@ def precompress(log_: FileLog) -> int:
     are as stable as the file's own). For CDNs that serve precompressed files as is."""
     import gzip
 
-    written = 0
-    for rel in [r for r in log_.files if r.endswith(".json")]:
+    first_gz: dict[str, str] = {}  # sha256 of the JSON -> its .gz already written
+    jsons = [(rel, meta["sha256"]) for rel, meta in log_.files.items() if rel.endswith(".json")]
+    for rel, sha in jsons:
+        if sha in first_gz:  # an IMDb alias: the same bytes, so the same .gz
+            log_.link(f"{rel}.gz", first_gz[sha])
+            continue
         data = (log_.root / rel).read_bytes()
         log_.write(f"{rel}.gz", gzip.compress(data, compresslevel=9, mtime=0))
-        written += 1
-    return written
+        first_gz[sha] = f"{rel}.gz"
+    return len(jsons)
 
 
 def imdb_key(imdb_id: int) -> str:
@@ -268,7 +267,9 @@ def imdb_key(imdb_id: int) -> str:
     return f"tt{imdb_id:07d}"
 
 
-def write_json(log_: FileLog, movies: pa.Table, lists: RankedNeighbors) -> int:
+def write_json(
+    log_: FileLog, movies: pa.Table, lists: RankedNeighbors, both: SharedGenres | None = None
+) -> int:
     """json/v1/movies/<id>.json per listed movie, json/v1/imdb/tt<id>.json, json/v1/index.json.
 
     Each movie's own members are encoded once and spliced into every list that shows it
@@ -280,14 +281,14 @@ def write_json(log_: FileLog, movies: pa.Table, lists: RankedNeighbors) -> int:
     (root / "movies").mkdir(parents=True)
     (root / "imdb").mkdir()
     cards = _cards(movies)
-    listed = set(lists.movie_ids.tolist()) | set(lists.neighbor_ids.ravel().tolist()) - {-1}
+    listed = set(lists.movie_ids.tolist()) | (set(lists.neighbor_ids.ravel().tolist()) - {-1})
     frags = {m: _fragment(cards[m]) for m in listed}
     ids, nbrs = lists.movie_ids.tolist(), lists.neighbor_ids.tolist()
     scores = np.round(lists.scores.astype(np.float64), 4).tolist()
     cosines = np.round(lists.cosine.astype(np.float64), 4).tolist()
     cos = lists.co_watchers.tolist()
     genres = dict(zip(movies["movie_id"].to_pylist(), movies["genres"].to_pylist(), strict=True))
-    both = SharedGenres()
+    both = both or SharedGenres()
     shared: dict[tuple, str] = {}  # (query genres, neighbour genres) -> JSON list
     payloads: list[tuple[str, bytes]] = []
     imdb_links: list[tuple[str, str]] = []
