@@ -86,14 +86,21 @@ data_option = click.option(
     "--data", help="MovieLens folder, .zip, or http(s) URL of a zip [env RECS_DATA; "
     "default: download ml-latest-small]."
 )
+cache_option = click.option(
+    "--cache", type=click.Path(path_type=Path), help="Download cache [RECS_CACHE]."
+)
+db_option = click.option(
+    "--db", type=click.Path(path_type=Path), help="LanceDB folder [RECS_DB; ~/.lancedb]."
+)
+table_option = click.option("--table", help="LanceDB table [RECS_TABLE; movielens_small].")
 
 
 @main.command()
 @data_option
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [RECS_OUT; ./output].")
-@click.option("--db", type=click.Path(path_type=Path), help="LanceDB folder [RECS_DB; ~/.lancedb].")
-@click.option("--table", help="LanceDB table [RECS_TABLE; movielens_small].")
-@click.option("--cache", type=click.Path(path_type=Path), help="Download cache [RECS_CACHE].")
+@db_option
+@table_option
+@cache_option
 @click.option("--dim", type=int, help="Embedding dimension [RECS_DIM; 64].")
 @click.option("--top-k", "top_k", type=int, help="Neighbours per movie [RECS_TOP_K; 10].")
 @click.option("--engine", type=click.Choice(["exact", "lancedb"]), help="Top-k engine.")
@@ -148,8 +155,8 @@ def summary(m: dict[str, Any], latest: Path) -> str:
 
 @main.command()
 @click.argument("query")
-@click.option("--db", type=click.Path(path_type=Path), help="LanceDB folder [RECS_DB].")
-@click.option("--table", help="LanceDB table [RECS_TABLE].")
+@db_option
+@table_option
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many neighbours.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @domain_errors
@@ -219,7 +226,7 @@ def serve(folder: Path | None, host: str, port: int, allow_remote: bool) -> None
 
 @main.command()
 @data_option
-@click.option("--cache", type=click.Path(path_type=Path), help="Download cache [RECS_CACHE].")
+@cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @domain_errors
 def validate(data: str | None, cache: Path | None, as_json: bool) -> None:
@@ -248,7 +255,7 @@ def validate(data: str | None, cache: Path | None, as_json: bool) -> None:
 
 @main.command()
 @data_option
-@click.option("--cache", type=click.Path(path_type=Path), help="Download cache [RECS_CACHE].")
+@cache_option
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md",
               show_default=True, help="Markdown table or JSON.")
 @click.option("--seed", type=int, default=0, show_default=True,
