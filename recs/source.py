@@ -382,18 +382,19 @@ def _publish(staged: Path, entry: Path) -> None:
     """Rename the complete folder `staged` to `entry`; if another run got there first, keep its."""
     for path in sorted(staged.rglob("*")):
         if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # data on disk before the name, so a power cut can't leave holes
-            finally:
-                os.close(fd)
+            _fsync(path)  # data on disk before the name, so a power cut can't leave holes
     try:
         os.rename(staged, entry)
     except OSError as exc:
         if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and entry.is_dir():
             return  # a concurrent run published the same entry; the caller's staging is dropped
         raise
-    fd = os.open(entry.parent, os.O_RDONLY)
+    _fsync(entry.parent)  # the rename itself
+
+
+def _fsync(path: Path) -> None:
+    """Flush the file or folder `path` to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
