@@ -73,8 +73,7 @@ class Dataset:
 
 def connect(threads: int = 2) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a fixed thread count."""
-    con = duckdb.connect(config={"threads": threads})
-    return con
+    return duckdb.connect(config={"threads": threads})
 
 
 def load_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
@@ -349,7 +348,8 @@ def _rating_stats(
     for lo in range(0, len(col), _CHUNK):  # bincount's float64 weights, a chunk at a time
         part, stars = col[lo:lo + _CHUNK], half_stars[lo:lo + _CHUNK]
         if part.min(initial=0) < 0:  # ratings of unlisted movies
-            part, stars = part[part >= 0], stars[part >= 0]
+            listed = part >= 0
+            part, stars = part[listed], stars[listed]
         n += np.bincount(part, minlength=len(movie_ids))
         total += np.bincount(part, weights=stars, minlength=len(movie_ids))
     return pa.table({
