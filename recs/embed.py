@@ -154,21 +154,22 @@ class BlockedProducts:
             y = (blk @ b).astype(np.float64)
             return y.T @ y
 
-        parts = self._map(part, [(blk,) for blk in self.blocks])
-        total = parts[0]
-        for p in parts[1:]:
-            total += p
-        return total
+        return _sum_in_order(self._map(part, [(blk,) for blk in self.blocks]))
 
     def tdot(self, b: list[NDArray]) -> NDArray[np.float32]:
         """x.T @ b: (m, l) as row blocks -> (n, l) float32, partial sums added in block order."""
         items = [(blk, np.ascontiguousarray(part, dtype=np.float32))
                  for blk, part in zip(self.tblocks, b, strict=True)]
-        parts = self._map(lambda blk, part: blk @ part, items)
-        total = parts[0]
-        for part in parts[1:]:
-            total += part
-        return total
+        return _sum_in_order(self._map(lambda blk, part: blk @ part, items))
+
+
+def _sum_in_order(parts: list[NDArray]) -> NDArray:
+    """The blocks' partial products added in block order (into the first, no new array), so
+    the float sums do not depend on the thread count."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 def orthonormal(a: NDArray) -> NDArray[np.float64]:
