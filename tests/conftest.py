@@ -3,6 +3,7 @@
 - `ml_small`: the real MovieLens latest-small folder (../shared/data beside the checkout, or
   RECS_TEST_DATA). Missing data fails the test: CI has it, and users rely on these checks.
 - `make_dataset`: writes a tiny hand-made MovieLens folder whose right answers are known.
+- `run_tiny`: the nightly job on such a folder (dim 2, top 3), writing under one root.
 - `small_run`: the nightly job run once on ml-latest-small for the whole session
   (settings, result); tests read its output and must not modify it.
 """
@@ -77,6 +78,16 @@ def write_dataset(
     (folder / "movies.csv").write_bytes(("\r\n".join(movies) + "\r\n").encode())
     (folder / "links.csv").write_bytes(("\r\n".join(links) + "\r\n").encode())
     return folder
+
+
+def run_tiny(data: Path, root: Path, **overrides):
+    """The nightly job on a tiny folder: dim 2, top 3, out/ and db/ under `root`;
+    `overrides` are further Settings fields."""
+    from jobs import nightly
+    from recs.settings import Settings
+
+    return nightly.run(Settings(data=str(data), out=root / "out", db=root / "db", dim=2,
+                                top_k=3, **overrides))
 
 
 @pytest.fixture

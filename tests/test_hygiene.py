@@ -18,13 +18,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import two_groups, write_dataset
+from conftest import run_tiny, two_groups, write_dataset
 from jobtools import TIMEOUT_S, verify_run
 
 from jobs import nightly
 from recs import write
 from recs.cli import main
-from recs.settings import Settings
 
 HOSTILE = {
     10: 'Say "Hi" to the \\ back\\slash (2001)',
@@ -52,8 +51,7 @@ ALLOWED = [
 def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> nightly.RunResult:
     root = tmp_path_factory.mktemp("hostile")
     data = write_dataset(root / "data", two_groups(), HOSTILE)
-    return nightly.run(Settings(data=str(data), out=root / "out", db=root / "db",
-                                cache=root / "cache", dim=2, top_k=3))
+    return run_tiny(data, root, cache=root / "cache")
 
 
 def test_output_names_come_only_from_integer_ids(hostile_run):
@@ -159,8 +157,7 @@ def test_a_local_run_needs_no_network(make_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    result = nightly.run(Settings(data=str(make_dataset()), out=tmp_path / "out",
-                                  db=tmp_path / "db", dim=2, top_k=3))
+    result = run_tiny(make_dataset(), tmp_path)
     verify_run(result.run_dir)
 
 

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import two_groups
-
-from jobs import nightly
-from recs.settings import Settings
-
-
-def run_tiny(data: Path, tmp_path: Path, **overrides) -> nightly.RunResult:
-    settings = Settings(data=str(data), out=tmp_path / "out", db=tmp_path / "db", dim=2,
-                        top_k=3, **overrides)
-    return nightly.run(settings)
+from conftest import run_tiny, two_groups
 
 
 def two_group_lists(result) -> dict[int, list[int]]:

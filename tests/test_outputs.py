@@ -13,11 +13,10 @@ import jsonschema
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import two_groups
+from conftest import run_tiny, two_groups
 
 from jobs import nightly
 from recs import history, write
-from recs.settings import Settings
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
@@ -82,20 +81,14 @@ def test_every_json_file_matches_its_schema(small_run):
     assert (root / "schema" / "movie.schema.json").is_file()
 
 
-def run(data: Path, out: Path, **overrides) -> nightly.RunResult:
-    settings = Settings(data=str(data), out=out, db=out.parent / "db", dim=2, top_k=3,
-                        **overrides)
-    return nightly.run(settings)
-
-
 def changes_of(result: nightly.RunResult) -> dict:
     return json.loads((result.run_dir / "json/v1/changes.json").read_bytes())
 
 
 def test_unchanged_input_keeps_every_file_byte_identical(make_dataset, tmp_path):
     data = make_dataset()
-    first = run(data, tmp_path / "out")
-    second = run(data, tmp_path / "out")
+    first = run_tiny(data, tmp_path)
+    second = run_tiny(data, tmp_path)
     skip = {"manifest.json", "json/v1/changes.json"}
     a = {k: v for k, v in first.manifest["files"].items() if k not in skip}
     b = {k: v for k, v in second.manifest["files"].items() if k not in skip}
@@ -113,11 +106,11 @@ def test_unchanged_input_keeps_every_file_byte_identical(make_dataset, tmp_path)
 
 def test_changes_name_exactly_what_moved(make_dataset, tmp_path):
     before = two_groups()
-    first = run(make_dataset(before, name="a"), tmp_path / "out")
+    first = run_tiny(make_dataset(before, name="a"), tmp_path)
     # movie 15 joins group A (rated by users 1-6); movie 24 loses all its ratings
     after = [r for r in before if r[1] != 24]
     after += [(user, 15, 5.0, 1_600_000_000 + user) for user in range(1, 7)]
-    second = run(make_dataset(after, name="b"), tmp_path / "out")
+    second = run_tiny(make_dataset(after, name="b"), tmp_path)
     changes = changes_of(second)
     assert changes["previous_run_id"] == first.run_id
     assert changes["added"] == [15]
@@ -132,7 +125,7 @@ def test_changes_name_exactly_what_moved(make_dataset, tmp_path):
 
 def test_history_is_hive_partitioned_and_pruned(make_dataset, tmp_path):
     out = tmp_path / "out"
-    result = run(make_dataset(), out)
+    result = run_tiny(make_dataset(), tmp_path)
     rows = duckdb.connect().execute(
         "select run_date, count(*) from read_parquet($p, hive_partitioning = true) group by 1",
         {"p": str(out / "history" / "*" / "*.parquet")},
@@ -147,7 +140,7 @@ def test_history_is_hive_partitioned_and_pruned(make_dataset, tmp_path):
 
 
 def test_precompressed_siblings_hold_the_same_bytes(make_dataset, tmp_path):
-    result = run(make_dataset(), tmp_path / "out", precompress=True)
+    result = run_tiny(make_dataset(), tmp_path, precompress=True)
     jsons = [p for p in result.run_dir.rglob("*.json")]
     assert jsons
     for path in jsons:
@@ -159,7 +152,7 @@ def test_precompressed_siblings_hold_the_same_bytes(make_dataset, tmp_path):
 
 @pytest.mark.parametrize("title", ['Say "Hi" </script><b>x</b> & Amélie 北京 (2001)'])
 def test_titles_stay_data(make_dataset, tmp_path, title):
-    result = run(make_dataset(titles={10: title}), tmp_path / "out")
+    result = run_tiny(make_dataset(titles={10: title}), tmp_path)
     payload = json.loads((result.run_dir / "json/v1/movies/10.json").read_bytes())
     assert payload["title"] == title
     shown = [item["title"] for m in (11, 12, 13, 14)
