@@ -26,6 +26,7 @@ def read_csv(ratings_csv: Path) -> dict:
     import duckdb
 
     con = duckdb.connect(config={"threads": 2})
+    con.execute((SQL / "ratings_csv.sql").read_text())
     params = {"ratings_csv": str(ratings_csv)}
     started = time.perf_counter()
     n_ratings = con.execute((SQL / "read_floor.sql").read_text(), params).fetchone()[0]

@@ -1,11 +1,7 @@
 -- how many distinct movies and users are rated: the size of the job's embedding matrix
 with source as (
 
-    select * from read_csv(
-        $ratings_csv,
-        header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-        columns = {'userId': 'BIGINT', 'movieId': 'BIGINT', 'rating': 'DOUBLE', 'timestamp': 'BIGINT'}
-    )
+    select * from ratings_csv($ratings_csv)
 
 ),
 

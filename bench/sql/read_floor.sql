@@ -1,11 +1,7 @@
--- the floor of reading ratings.csv: parse every column once (same options as sql/ratings.sql)
+-- the floor of reading ratings.csv: parse every column once (read by ratings_csv.sql)
 with source as (
 
-    select * from read_csv(
-        $ratings_csv,
-        header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-        columns = {'userId': 'BIGINT', 'movieId': 'BIGINT', 'rating': 'DOUBLE', 'timestamp': 'BIGINT'}
-    )
+    select * from ratings_csv($ratings_csv)
 
 ),
 
