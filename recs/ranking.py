@@ -27,16 +27,17 @@ def tie_hash(query_ids: NDArray[np.int64], cand_ids: NDArray[np.int64]) -> NDArr
 
 
 def order_rows(
-    query_ids: NDArray[np.int64], cand_ids: NDArray[np.int64], scores: NDArray
+    query_ids: NDArray[np.int64], cand_ids: NDArray[np.int64], *scores: NDArray
 ) -> NDArray[np.int64]:
-    """Per row, the column order by (score desc, tie_hash asc): (b, m) positions into the row.
+    """Per row, the column order by (each of `scores` desc, first first; then tie_hash asc):
+    (b, m) positions into the row.
 
-    query_ids (b,), cand_ids (b, m), scores (b, m).
+    query_ids (b,), cand_ids (b, m), each of scores (b, m).
     """
     b, m = cand_ids.shape
     keys = tie_hash(query_ids[:, None], cand_ids)
     row = np.repeat(np.arange(b), m)
-    order = np.lexsort((keys.ravel(), -scores.ravel(), row))
+    order = np.lexsort((keys.ravel(), *[-s.ravel() for s in reversed(scores)], row))
     return (order % m).reshape(b, m) if m else order.reshape(b, 0)
 
 

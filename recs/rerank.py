@@ -29,7 +29,7 @@ from scipy import sparse
 from recs.embed import Embeddings
 from recs.ingest import Ratings
 from recs.neighbors import Neighbors, blas_threads
-from recs.ranking import tie_hash
+from recs.ranking import order_rows
 from recs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,11 +192,7 @@ def rerank(
         discount = pop[np.maximum(cands, 0)] ** settings.rerank_pop_power
         score = np.maximum(cos, 0.0) * counts / discount
         score = np.where(valid, score, -np.inf)
-        b = len(cand_ids)
-        keys = tie_hash(candidates.movie_ids[sl][:, None], cand_ids)
-        row = np.repeat(np.arange(b), m)
-        order = np.lexsort((keys.ravel(), -cos.ravel(), -score.ravel(), row))
-        order = (order % m).reshape(b, m)[:, :k]
+        order = order_rows(candidates.movie_ids[sl], cand_ids, score, cos)[:, :k]
         kk = order.shape[1]
         picked = np.take_along_axis(cand_ids, order, 1)
         ids[sl, :kk] = np.where(np.take_along_axis(valid, order, 1), picked, -1)
