@@ -9,22 +9,20 @@ import json
 from pathlib import Path
 
 import pytest
-from jobtools import verify_run
+from jobtools import RUN_RELATIVE, content_hashes, verify_run
 
 from jobs import nightly
 
-CHANGES = "json/v1/changes.json"
 RUN_IDS = ("run_id", "previous_run_id")
 
 
 def file_hashes(run_dir: Path) -> dict[str, str]:
     """sha256 of every file of a complete run but manifest.json and changes.json."""
-    files = verify_run(run_dir)["files"]
-    return {rel: m["sha256"] for rel, m in files.items() if not rel.startswith(CHANGES)}
+    return content_hashes(verify_run(run_dir))
 
 
 def changes_without_run_ids(run_dir: Path) -> dict:
-    changes = json.loads((run_dir / CHANGES).read_bytes())
+    changes = json.loads((run_dir / RUN_RELATIVE).read_bytes())
     return {k: v for k, v in changes.items() if k not in RUN_IDS}
 
 

@@ -183,5 +183,5 @@ def test_read_dataset_reads_it(folder: Path) -> None:
 
 @pytest.mark.parametrize(("users", "movies", "ratings"), [(0, 10, 10), (5, 10, 4), (10, 4, 30)])
 def test_impossible_counts_raise(tmp_path: Path, users: int, movies: int, ratings: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"ratings={ratings}"):  # the check, not numpy
         write_synthetic(tmp_path, users, movies, ratings)
