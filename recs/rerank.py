@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from recs.embed import Embeddings
+from recs.embed import Embeddings, column_counts
 from recs.ingest import Ratings
 from recs.neighbors import Neighbors, blas_threads
 from recs.ranking import order_rows
@@ -52,7 +52,7 @@ class RankedNeighbors(Neighbors):
 
 def support(ratings: Ratings) -> NDArray[np.int64]:
     """Ratings per movie (n_movies,), in the order of ratings.movie_ids."""
-    return np.bincount(ratings.matrix.indices, minlength=ratings.matrix.shape[1])
+    return column_counts(ratings.matrix)
 
 
 def eligible(ratings: Ratings, settings: Settings) -> NDArray[np.bool_]:
@@ -68,7 +68,12 @@ def listed(ratings: Ratings, settings: Settings) -> NDArray[np.bool_]:
 
 def watched_by(ratings: Ratings) -> sparse.csc_array:
     """Binary users x movies matrix, CSC (one column per movie), float32."""
-    x = ratings.matrix.tocsc(copy=True).astype(np.float32)
+    return _binary_columns(ratings.matrix)
+
+
+def _binary_columns(matrix: sparse.csr_array) -> sparse.csc_array:
+    """1.0 where `matrix` has an entry: a new CSC float32 matrix of the same shape."""
+    x = matrix.tocsc(copy=True).astype(np.float32, copy=False)  # never the caller's arrays
     x.data[:] = 1.0
     return x
 
@@ -105,8 +110,7 @@ class CoWatch:
         m = ratings.matrix.tocsr()
         heavy_rows = np.flatnonzero(np.diff(m.indptr) >= heavy)
         light_rows = np.setdiff1d(np.arange(m.shape[0]), heavy_rows)
-        light = m[light_rows].tocsc().astype(np.float32, copy=False)
-        light.data[:] = 1.0
+        light = _binary_columns(m[light_rows])
         words = (len(heavy_rows) + 63) // 64
         bits = np.zeros((m.shape[1], words), np.uint64)
         for start in range(0, len(heavy_rows), 4096):  # a few heavy users at a time: small
@@ -119,15 +123,17 @@ class CoWatch:
 
     def counts(self, rows: NDArray[np.int64], cands: NDArray[np.int64]) -> NDArray[np.int32]:
         """Users who rated both, as `co_counts`: rows (b,), cands (b, m) -> (b, m) int32."""
-        counts = co_counts(self.light, rows, cands)
-        if self.bits.shape[1]:
-            step = max(1, _BITS_CHUNK // max(cands.shape[1] * self.bits.shape[1], 1))
-            for start in range(0, len(rows), step):
-                sl = slice(start, start + step)
-                both = self.bits[np.maximum(cands[sl], 0)]  # (step, m, words)
-                both &= self.bits[rows[sl]][:, None, :]
-                counts[sl] += np.bitwise_count(both).sum(axis=2, dtype=np.int32)
-        return np.where(cands >= 0, counts, 0).astype(np.int32)
+        counts = co_counts(self.light, rows, cands)  # 0 where cands is -1
+        if not self.bits.shape[1]:
+            return counts
+        step = max(1, _BITS_CHUNK // max(cands.shape[1] * self.bits.shape[1], 1))
+        for start in range(0, len(rows), step):
+            sl = slice(start, start + step)
+            both = self.bits[np.maximum(cands[sl], 0)]  # (step, m, words)
+            both &= self.bits[rows[sl]][:, None, :]
+            counts[sl] += np.bitwise_count(both).sum(axis=2, dtype=np.int32)
+        counts[cands < 0] = 0  # a -1 was counted as column 0 above
+        return counts
 
 
 def locality_order(vectors: NDArray[np.float32], leaf: int) -> NDArray[np.int64]:
