@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from recs.embed import column_counts
 from recs.evaluate import Events, events_matrix, hit_ranks, validation_split
 from recs.neighbors import Neighbors
 from recs.ranking import top_dense
@@ -65,7 +66,7 @@ def random_recipe(train: Events, k: int, seed: int) -> Neighbors:
 def popular_recipe(train: Events, k: int, seed: int) -> Neighbors:
     """The k most rated movies (other than the query) for every movie."""
     r = events_matrix(train)
-    counts = np.diff(r.matrix.tocsc().indptr).astype(np.float32)
+    counts = column_counts(r.matrix).astype(np.float32)
     return dense_lists(lambda b: np.tile(counts, (len(b), 1)), r.movie_ids, k)
 
 

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
+from recs.embed import column_counts
 from recs.ingest import Ratings, connect, load_tables
 from recs.neighbors import Neighbors
 from recs.settings import Settings
@@ -199,21 +200,31 @@ def co_liked_recall(lists: Neighbors, test: Events, k: int) -> float:
     return float((found.sum(axis=1) / denom).mean())
 
 
+def coverage_at(lists: Neighbors, k: int) -> tuple[float, int]:
+    """coverage@k: distinct movies in the top-k of some list over the movies that have a
+    (non-empty) list, 0.0 when none has; and that number of lists."""
+    top = lists.neighbor_ids[:, :k]
+    n_lists = int((top >= 0).any(axis=1).sum())
+    return (len(np.unique(top[top >= 0])) / n_lists if n_lists else 0.0), n_lists
+
+
 def catalog_health(
     lists: Neighbors, train: Ratings, targets: NDArray[np.int64], k: int
 ) -> dict[str, float]:
     """coverage@k, and mean training rating count of recommended movies vs of the targets."""
     top = lists.neighbor_ids[:, :k]
     shown = top[top >= 0]
-    counts = np.diff(train.matrix.tocsc().indptr)
+    counts = column_counts(train.matrix)
+
     def popularity(ids: NDArray[np.int64]) -> float:
         pos = np.searchsorted(train.movie_ids, ids)
         pos = np.minimum(pos, len(train.movie_ids) - 1)
         known = train.movie_ids[pos] == ids
         return float(np.where(known, counts[pos], 0).mean()) if len(ids) else float("nan")
-    n_lists = int((top >= 0).any(axis=1).sum())
+
+    coverage, n_lists = coverage_at(lists, k)
     return {
-        "coverage": len(np.unique(shown)) / n_lists if n_lists else 0.0,
+        "coverage": coverage,
         "lists": float(n_lists),
         "pop_recommended": popularity(shown),
         "pop_targets": popularity(targets),
@@ -382,11 +393,10 @@ def quality(
     list. lists must be ascending by movie id.
     """
     ranks = hit_ranks(lists, queries, targets, k)
-    top = lists.neighbor_ids[:, :k]
-    n_lists = int((top >= 0).any(axis=1).sum())
+    coverage, n_lists = coverage_at(lists, k)
     return {
         "hr": float((ranks >= 0).mean()) if len(ranks) else 0.0,
         "holdout_pairs": int(len(ranks)),
-        "coverage": len(np.unique(top[top >= 0])) / n_lists if n_lists else 0.0,
+        "coverage": coverage,
         "lists": n_lists,
     }
