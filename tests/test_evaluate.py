@@ -176,4 +176,3 @@ def test_quality_gate_measures_given_lists(tmp_path):
     empty = Neighbors(np.array(ids), np.full(nb.shape, -1), np.zeros(nb.shape, np.float32))
     result = quality(*pairs, empty, k=width)
     assert result["hr"] == 0.0 and result["coverage"] == 0.0
-    assert quality(*pairs, good, k=width) == quality(*pairs, good, k=width)
