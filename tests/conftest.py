@@ -4,6 +4,7 @@
   RECS_TEST_DATA). Missing data fails the test: CI has it, and users rely on these checks.
 - `make_dataset`: writes a tiny hand-made MovieLens folder whose right answers are known.
 - `run_tiny`: the nightly job on such a folder (dim 2, top 3), writing under one root.
+- `fake_run`: a published run folder holding one file, without running the job.
 - `small_run`: the nightly job run once on ml-latest-small for the whole session
   (settings, result); tests read its output and must not modify it.
 """
@@ -88,6 +89,15 @@ def run_tiny(data: Path, root: Path, **overrides):
 
     return nightly.run(Settings(data=str(data), out=root / "out", db=root / "db", dim=2,
                                 top_k=3, **overrides))
+
+
+def fake_run(out: Path, run_id: str) -> Path:
+    """Publish a run `run_id` under `out` whose only file, marker, holds its id; its folder."""
+    from recs import publish
+
+    stage = publish.staging_dir(out, run_id)
+    (stage / "marker").write_text(run_id)
+    return publish.publish(out, stage, run_id)
 
 
 @pytest.fixture

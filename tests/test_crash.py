@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fake_run
 from jobtools import (
     TABLE,
     Job,
@@ -262,9 +263,7 @@ def test_prune_never_deletes_the_run_latest_points_to(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = Path("out")
     for run_id in ("20260105T000000000000Z", "20260101T000000000000Z"):  # newest published last
-        stage = publish.staging_dir(out, run_id)
-        (stage / "marker").write_text(run_id)
-        publish.publish(out, stage, run_id)
+        fake_run(out, run_id)
     publish.prune(out, keep=1)
     assert (out / "latest" / "marker").read_text() == "20260101T000000000000Z"
 

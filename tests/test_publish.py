@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import fake_run
 
 from recs import publish
 from recs.cli import main
@@ -43,12 +44,6 @@ def test_run_while_another_process_holds_the_lock_exits_4(make_dataset, tmp_path
     finally:
         holder.kill()
         holder.wait()
-
-
-def fake_run(out, run_id):
-    stage = publish.staging_dir(out, run_id)
-    (stage / "marker").write_text(run_id)
-    return publish.publish(out, stage, run_id)
 
 
 def test_latest_switches_to_each_new_run(tmp_path):
