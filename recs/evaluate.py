@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from recs.embed import column_counts
-from recs.ingest import Ratings, connect, load_tables
+from recs.ingest import Ratings, connect, csr_with_times, load_tables
 from recs.neighbors import Neighbors
 from recs.settings import Settings
 from recs.sqlfiles import load_sql
@@ -81,11 +80,10 @@ def events_matrix(events: Events) -> Ratings:
     """The users x movies star matrix of `events` (only users and movies that occur)."""
     user_ids, rows = np.unique(events.user_ids, return_inverse=True)
     movie_ids, cols = np.unique(events.movie_ids, return_inverse=True)
-    matrix = sparse.csr_array(
-        (events.ratings, (rows, cols)), shape=(len(user_ids), len(movie_ids)), dtype=np.float32
+    matrix, rated_at = csr_with_times(
+        rows, cols, events.ratings, events.rated_at, (len(user_ids), len(movie_ids))
     )
-    matrix.sort_indices()
-    return Ratings(matrix=matrix, user_ids=user_ids, movie_ids=movie_ids)
+    return Ratings(matrix=matrix, user_ids=user_ids, movie_ids=movie_ids, rated_at=rated_at)
 
 
 # --- splits ---------------------------------------------------------------------------------

@@ -43,13 +43,16 @@ _CHUNK = 1 << 22  # ratings per numpy pass where a pass over all would need floa
 class Ratings:
     """The users x movies ratings pivot, sparse, with the ids of its rows and columns.
 
-    matrix: (n_users, n_movies) float32 CSR, 0.5-5.0 stars where rated, no stored zeros.
-    user_ids: (n_users,) int64, ascending. movie_ids: (n_movies,) int64, ascending.
+    matrix: (n_users, n_movies) float32 CSR, 0.5-5.0 stars where rated, no stored zeros,
+    sorted indices. user_ids: (n_users,) int64, ascending. movie_ids: (n_movies,) int64,
+    ascending. rated_at: (nnz,) int64 seconds of each stored rating, aligned with matrix.data
+    (the order in which each user rated); None when unknown.
     """
 
     matrix: sparse.csr_array
     user_ids: NDArray[np.int64]
     movie_ids: NDArray[np.int64]
+    rated_at: NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any
     n_rows = int(con.execute("select count(*) from ratings").fetchall()[0][0])
     cols = con.sql(load_sql("rating_triplets")).fetchnumpy()
     kept = len(cols["rating"])
-    matrix = _csr(cols, shape)
+    matrix, rated_at = _csr(cols, shape)
     # the CSR build merges a repeated (row, column): fewer stored values than triplets is the
     # free test for duplicates; grouping every night would cost seconds on 25M ratings
     counts: dict[str, Any] = {
@@ -137,7 +140,7 @@ def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any
     if counts["duplicates"]:
         params = {"n_movies": max(shape[1], 1)}
         cols = con.execute(load_sql("rating_triplets_latest"), params).fetchnumpy()
-        matrix = _csr(cols, shape)
+        matrix, rated_at = _csr(cols, shape)
         dup = np.flatnonzero(cols["n_rows"] > 1)
         first = dup[np.lexsort((cols["movie_index"][dup], cols["user_index"][dup]))[0]]
         counts["duplicate_example"] = (
@@ -151,16 +154,41 @@ def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any
         matrix=matrix,
         user_ids=user_ids.astype(np.int64),
         movie_ids=movie_ids.astype(np.int64),
+        rated_at=rated_at,
     )
     return ratings, counts
 
 
-def _csr(cols: Mapping[str, NDArray], shape: tuple[int, int]) -> sparse.csr_array:
-    matrix = sparse.csr_array(
-        (cols["rating"], (cols["user_index"], cols["movie_index"])), shape=shape, dtype=np.float32
+def _csr(
+    cols: Mapping[str, NDArray], shape: tuple[int, int]
+) -> tuple[sparse.csr_array, NDArray[np.int64] | None]:
+    """The float32 star matrix of triplets (user_index, movie_index, rating, rated_at) and the
+    rated_at of each stored value (see csr_with_times)."""
+    return csr_with_times(
+        cols["user_index"], cols["movie_index"], cols["rating"], cols["rated_at"], shape
     )
-    matrix.sort_indices()
-    return matrix
+
+
+def csr_with_times(
+    rows: NDArray, cols: NDArray, stars: NDArray, rated_at: NDArray, shape: tuple[int, int]
+) -> tuple[sparse.csr_array, NDArray[np.int64] | None]:
+    """CSR float32 matrix (sorted indices) of `stars` at (rows, cols), all (n,), and the
+    `rated_at` (n,) seconds of each stored value, aligned with its .data.
+
+    A repeated (row, col) is merged into one value (nnz < n, stars summed): its time is then
+    undefined and rated_at is None; callers that care read each pair once instead.
+    """
+    # a CSR of triplet numbers: after sorting, .data says which triplet each value came from
+    at = sparse.csr_array((np.arange(len(rows), dtype=np.int64), (rows, cols)), shape=shape)
+    if at.nnz < len(rows):
+        matrix = sparse.csr_array((stars, (rows, cols)), shape=shape, dtype=np.float32)
+        matrix.sort_indices()
+        return matrix, None
+    at.sort_indices()
+    matrix = sparse.csr_array(
+        (np.asarray(stars, np.float32)[at.data], at.indices, at.indptr), shape=shape
+    )
+    return matrix, np.asarray(rated_at, np.int64)[at.data]
 
 
 def ratings_matrix(con: duckdb.DuckDBPyConnection) -> Ratings:
@@ -285,14 +313,22 @@ def _parts_numpy(
         pairs = pool.submit(_last_pairs, *args) if threads > 1 else None
         movie_ids, col, built = _movie_columns(cols.movie_id, listed)
         stats = _rating_stats(movie_ids, col, cols.half_stars)
-        stars = cols.half_stars.astype(np.float32)
+        # a CSR of row numbers: its .data says which row each stored value came from
+        source = np.arange(len(col), dtype=np.int64)
+        at = _csr_grouped(starts, per_user, col, source, len(movie_ids))
+        del source
+        stars = cols.half_stars[at.data].astype(np.float32)
         stars *= np.float32(0.5)
-        matrix = _csr_grouped(starts, per_user, col, stars, len(movie_ids))
+        matrix = sparse.csr_array((stars, at.indices, at.indptr), shape=at.shape)
+        rated_at = cols.rated_at[at.data]
+        del at
         last_pairs = pairs.result() if pairs else _last_pairs(*args)
     if _has_repeats(matrix):  # a pair rated twice (rare): keep its latest rating
-        del matrix, stars
-        matrix, built = _latest_ratings(starts, per_user, col, cols, user_ids, movie_ids, built)
-    ratings = Ratings(matrix=matrix, user_ids=user_ids, movie_ids=movie_ids)
+        del matrix, stars, rated_at
+        matrix, rated_at, built = _latest_ratings(
+            starts, per_user, col, cols, user_ids, movie_ids, built
+        )
+    ratings = Ratings(matrix=matrix, user_ids=user_ids, movie_ids=movie_ids, rated_at=rated_at)
     con.register("movie_index", pa.table({  # for check_odd
         "movie_id": movie_ids, "movie_index": np.arange(len(movie_ids), dtype=np.int32),
     }))
@@ -385,9 +421,10 @@ def _latest_ratings(
     starts: NDArray[np.intp], per_user: NDArray[np.intp], col: NDArray[np.int32],
     cols: _Columns, user_ids: NDArray[np.int64], movie_ids: NDArray[np.int64],
     built: dict[str, Any],
-) -> tuple[sparse.csr_array, dict[str, Any]]:
+) -> tuple[sparse.csr_array, NDArray[np.int64], dict[str, Any]]:
     """sql/rating_triplets_latest.sql in numpy: the matrix with each (user, movie) pair once,
-    holding its latest rating (equal times: the higher), and `built` with the duplicates.
+    holding its latest rating (equal times: the higher), that rating's time (aligned with the
+    matrix's .data), and `built` with the duplicates.
 
     The recency key is the SQL's: time clamped to +-1e14 s, * 16, + half stars (1-10), so the
     largest key of a pair is its latest rating and key % 16 its half stars.
@@ -400,8 +437,10 @@ def _latest_ratings(
     first[1:] = idx[1:] != idx[:-1]
     first[ptr[:-1][ptr[:-1] < keyed.nnz]] = True  # a row's first value starts a pair
     runs = np.flatnonzero(first)
-    stars = (np.maximum.reduceat(keyed.data, runs) % 16).astype(np.float32)
+    latest = np.maximum.reduceat(keyed.data, runs)
+    stars = (latest % 16).astype(np.float32)
     stars *= np.float32(0.5)
+    rated_at = latest // 16
     new_ptr = np.r_[0, np.cumsum(first)][ptr].astype(idx.dtype)
     matrix = sparse.csr_array((stars, idx[runs], new_ptr), shape=keyed.shape)
     # the first repeated pair in (user, movie) order: the SQL path's example
@@ -410,7 +449,7 @@ def _latest_ratings(
     built = dict(built, duplicates=keyed.nnz - matrix.nnz, duplicate_example=(
         int(user_ids[user]), int(movie_ids[idx[repeated]]),
     ))
-    return matrix, built
+    return matrix, rated_at, built
 
 
 def _has_repeats(matrix: sparse.csr_array) -> bool:

@@ -64,7 +64,19 @@ class Settings(BaseSettings):
     pool: int = Field(100, ge=1, description="SVD candidates per movie the re-rank orders")
     # 0.3: best on validation splits inside training on both datasets, at every pool size
     rerank_pop_power: float = Field(
-        0.3, ge=0, le=2, description="re-rank score: cos x co-watchers / (ratings of it) ** this"
+        0.3, ge=0, le=2, description="re-rank score: divide by (ratings of the candidate) ** this"
+    )
+    rerank_cos_power: float = Field(
+        0.5, ge=0, le=4, description="re-rank score: multiply by max(cosine, 0) ** this"
+    )
+    # window 5, weight 3: bench/tune_rerank.py, next-watch HR@10 on validation splits inside
+    # training of ml-latest-small and ml-100k (flat from window 3 to 5 and weight 3 to 10)
+    close_window: int = Field(
+        5, ge=1, le=50,
+        description="close watchers rated both movies at most this many ratings apart",
+    )
+    close_weight: float = Field(
+        3.0, ge=0, description="re-rank score: co-watchers + this x close watchers (0: off)"
     )
     history_days: int = Field(
         90, ge=0, description="days of OUT/history/run_date=... partitions to keep"

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,7 @@ def sort_lists(lists: RankedNeighbors) -> RankedNeighbors:
     no neighbour at all are dropped (they have no list)."""
     keep = (lists.neighbor_ids >= 0).any(axis=1)
     order = np.flatnonzero(keep)[np.argsort(lists.movie_ids[keep], kind="stable")]
-    return RankedNeighbors(
-        movie_ids=lists.movie_ids[order], neighbor_ids=lists.neighbor_ids[order],
-        scores=lists.scores[order], cosine=lists.cosine[order],
-        co_watchers=lists.co_watchers[order],
-    )
+    return RankedNeighbors(**{f.name: getattr(lists, f.name)[order] for f in fields(lists)})
 
 
 class SharedGenres:

@@ -14,7 +14,8 @@ final as (
     select
         user_index.user_index,
         movie_index.movie_index,
-        ratings.rating::float as rating
+        ratings.rating::float as rating,
+        ratings.rated_at
     from ratings
     inner join user_index on user_index.user_id = ratings.user_id
     inner join movie_index on movie_index.movie_id = ratings.movie_id

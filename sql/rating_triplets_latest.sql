@@ -13,6 +13,7 @@ triplets as (
     select
         user_index.user_index::bigint * $n_movies + movie_index.movie_index as cell,
         ratings.rating,
+        ratings.rated_at,
         -- clamped to +-1e14 s (3 million years) so that * 16 cannot overflow
         greatest(least(ratings.rated_at, 100000000000000), -100000000000000) * 16
             + (ratings.rating * 2)::bigint as recency
@@ -27,6 +28,7 @@ latest as (
     select
         cell,
         arg_max(rating, recency) as rating,
+        max(rated_at) as rated_at,
         count(*) as n_rows
     from triplets
     group by cell
@@ -39,6 +41,7 @@ final as (
         (cell // $n_movies)::integer as user_index,
         (cell % $n_movies)::integer as movie_index,
         rating::float as rating,
+        rated_at,
         n_rows
     from latest
 

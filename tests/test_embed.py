@@ -76,7 +76,7 @@ def test_rerank_puts_the_most_co_watched_first_and_reports_co_watchers():
 
     pools = Neighbors(np.array([10]), np.array([[30, 40, 20]]),
                       np.array([[0.9, 0.8, 0.5]], np.float32))
-    out = rerank(ratings, pools, 3, Settings(rerank_pop_power=0.0))
+    out = rerank(ratings, pools, 3, Settings(rerank_pop_power=0.0, rerank_cos_power=1.0))
     assert out.neighbor_ids.tolist() == [[20, 30, 40]]
     assert out.co_watchers.tolist() == [[3, 1, 0]]
     np.testing.assert_allclose(out.scores, [[1.5, 0.9, 0.0]], rtol=1e-6)

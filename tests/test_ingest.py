@@ -187,6 +187,7 @@ def assert_same_as_sql(folder: Path) -> None:
         a, b = getattr(got_m, part), getattr(want_m, part)
         assert a.dtype == b.dtype and np.array_equal(a, b), part
     assert got_m.has_sorted_indices
+    assert np.array_equal(data.ratings.rated_at, want["ratings"].rated_at)
     for ids in ("user_ids", "movie_ids"):
         a, b = getattr(data.ratings, ids), getattr(want["ratings"], ids)
         assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b), ids

@@ -36,7 +36,7 @@ def test_score_is_cosine_times_co_watchers_over_popularity():
     pairs = [(u, 0) for u in range(4)] + [(u, 1) for u in range(2)] + [(u, 2) for u in range(8)]
     r = ratings_of(pairs, 8, [10, 20, 30])
     pools = Neighbors(np.array([10]), np.array([[20, 30]]), np.array([[0.9, 0.5]], np.float32))
-    got = rerank.rerank(r, pools, 2, Settings(rerank_pop_power=1.0))
+    got = rerank.rerank(r, pools, 2, Settings(rerank_pop_power=1.0, rerank_cos_power=1.0))
     # 20: 0.9 * 2 / 2 = 0.9; 30: 0.5 * 4 / 8 = 0.25
     assert got.neighbor_ids.tolist() == [[20, 30]]
     assert np.allclose(got.scores, [[0.9, 0.25]])
