@@ -112,6 +112,25 @@ def test_duplicate_ratings_keep_the_latest(tmp_path: Path) -> None:
     assert "kept the latest" in dup.message
 
 
+def rating_times(ratings) -> dict[tuple[int, int], int]:
+    """{(user_id, movie_id): rated_at} of every stored rating."""
+    m = ratings.matrix
+    users = np.repeat(ratings.user_ids, np.diff(m.indptr))
+    movies = ratings.movie_ids[m.indices]
+    return dict(zip(zip(users.tolist(), movies.tolist(), strict=True),
+                    ratings.rated_at.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+def test_each_rating_keeps_its_time(tmp_path: Path, repeated: bool) -> None:
+    # file order is not time order; a repeated pair keeps the time of its latest rating
+    text = "2,30,5.0,10\n1,20,3.0,700\n1,10,2.0,900\n2,20,3.0,50\n"
+    if repeated:
+        text += "1,10,4.5,300\n2,20,1.0,40\n"
+    got = rating_times(load_dataset(write(tmp_path, text)).ratings)
+    assert got == {(1, 10): 900, (1, 20): 700, (2, 20): 50, (2, 30): 10}
+
+
 def test_no_duplicates_no_warning(tmp_path: Path) -> None:
     folder = write(tmp_path, "1,10,2.0,100\n1,20,4.5,300\n2,10,3.0,5\n")
     assert "duplicate_ratings" not in codes(folder)

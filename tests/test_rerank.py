@@ -108,3 +108,92 @@ def test_bitsets_for_heavy_raters_count_the_same():
     for heavy in (1, 20, 40, 10_000):  # every rater, some, none
         got = rerank.CoWatch.of(r, heavy).counts(rows, cands)
         assert np.array_equal(got, want), heavy
+
+
+# --- close watchers: who rated both within a few ratings of each other ------------------------
+
+
+def timed_ratings(histories: list[list[tuple[int, int]]], n_movies: int) -> Ratings:
+    """One (movie column, time) list per user, every rating 4 stars; movie ids 100 + column."""
+    users = [u for u, h in enumerate(histories) for _ in h]
+    cols = [c for h in histories for c, _ in h]
+    times = [t for h in histories for _, t in h]
+    from recs.ingest import csr_with_times
+
+    m, rated_at = csr_with_times(np.array(users), np.array(cols), np.full(len(cols), 4.0),
+                                 np.array(times), (len(histories), n_movies))
+    return Ratings(m, np.arange(len(histories), dtype=np.int64),
+                   np.arange(n_movies, dtype=np.int64) + 100, rated_at)
+
+
+def brute_close(histories: list[list[tuple[int, int]]], q: int, c: int, window: int) -> int:
+    """Users whose history (sorted by time, then column) has q and c at most window apart."""
+    n = 0
+    for h in histories:
+        order = [col for col, _ in sorted(h, key=lambda ct: (ct[1], ct[0]))]
+        if q in order and c in order and abs(order.index(q) - order.index(c)) <= window:
+            n += 1
+    return n
+
+
+def test_close_watchers_follow_each_users_time_order():
+    # user 0 watched 3, 0, 1, 2 (times 10..40); user 1 watched 0 then 2; user 2 watched 2 and
+    # 0 in one second (ties go by movie id: 0 then 2), then 1 much later
+    histories = [[(0, 20), (1, 30), (2, 40), (3, 10)], [(0, 5), (2, 6)], [(2, 7), (0, 7), (1, 99)]]
+    tl = rerank.Timeline.of(timed_ratings(histories, 4), pad=2)
+    rows = np.array([0, 0, 3])
+    cands = np.array([[1, 2, 3], [2, -1, 1], [0, 1, 2]])
+    # window 1: 0-1 adjacent for users 0 (0,1) and none else (user 2: 0,2,1 -> 0-1 are 2 apart)
+    # 0-2: user 1 (0,2), user 2 (0,2); 0-3: user 0 (3,0); 3-0 likewise; 3-1, 3-2: never
+    assert tl.counts(rows, cands, 1).tolist() == [[1, 2, 1], [2, 0, 1], [1, 0, 0]]
+    # window 2: user 0's 0-2 (0,1,2) and 3-1 (3,0,1) and user 2's 0-1 join
+    assert tl.counts(rows, cands, 2).tolist() == [[2, 3, 1], [3, 0, 2], [1, 1, 0]]
+
+
+def test_close_watchers_never_span_two_users():
+    # user 0's last rating is movie 1, user 1's first is movie 2: adjacent in the file only
+    histories = [[(0, 1), (1, 2)], [(2, 3), (3, 4)]]
+    tl = rerank.Timeline.of(timed_ratings(histories, 4), pad=3)
+    assert tl.counts(np.array([1, 2]), np.array([[2, 0], [1, 3]]), 3).tolist() == [[0, 1], [0, 1]]
+
+
+def test_close_watchers_equal_a_brute_force_count():
+    rng = np.random.default_rng(11)
+    histories = []
+    for _ in range(40):
+        movies = rng.choice(30, size=rng.integers(1, 20), replace=False)
+        histories.append([(int(c), int(t)) for c, t in zip(movies, rng.integers(0, 8, len(movies)),
+                                                           strict=True)])
+    tl = rerank.Timeline.of(timed_ratings(histories, 30), pad=4)
+    rows = np.arange(30)
+    cands = rng.integers(-1, 30, (30, 9))
+    cands[cands == rows[:, None]] = -1
+    for window in (1, 2, 4):
+        want = [[brute_close(histories, q, c, window) if c >= 0 else 0 for c in row]
+                for q, row in zip(rows, cands, strict=True)]
+        assert tl.counts(rows, cands, window).tolist() == want, window
+
+
+def test_close_watchers_weigh_in_the_score():
+    # the query 100 and candidates 101, 102, each co-watched by the same two users; user 0 rated
+    # 101 right after the query, 102 much later; user 1 rated 101, 102, 104, then the query
+    histories = [[(0, 1), (1, 2), (3, 3), (4, 4), (5, 5), (2, 6)],
+                 [(1, 1), (2, 2), (4, 3), (0, 4)]]
+    r = timed_ratings(histories, 6)
+    pools = Neighbors(np.array([100]), np.array([[102, 101]]),
+                      np.array([[0.64, 0.36]], np.float32))
+    s = Settings(rerank_pop_power=0.0, rerank_cos_power=0.5, close_window=1, close_weight=3.0)
+    got = rerank.rerank(r, pools, 2, s)
+    # 101: sqrt(0.36) * (2 + 3 * 1) = 3.0; 102: sqrt(0.64) * (2 + 3 * 0) = 1.6
+    assert got.neighbor_ids.tolist() == [[101, 102]]
+    assert got.close_watchers.tolist() == [[1, 0]] and got.co_watchers.tolist() == [[2, 2]]
+    np.testing.assert_allclose(got.scores, [[3.0, 1.6]], rtol=1e-6)
+    off = rerank.rerank(r, pools, 2, s.model_copy(update={"close_weight": 0.0}))
+    assert off.neighbor_ids.tolist() == [[102, 101]] and off.close_watchers.tolist() == [[0, 0]]
+
+
+def test_without_rating_times_close_watchers_are_zero():
+    r = ratings_of([(0, 0), (0, 1), (1, 0), (1, 1)], 2, [1, 2])
+    pools = Neighbors(np.array([1]), np.array([[2]]), np.array([[0.5]], np.float32))
+    got = rerank.rerank(r, pools, 1, Settings())
+    assert got.co_watchers.tolist() == [[2]] and got.close_watchers.tolist() == [[0]]
