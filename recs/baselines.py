@@ -1,9 +1,10 @@
 """Reference recipes the project's lists are measured against, all on the same training events.
 
 random, most popular, item-kNN cosine on the star matrix, EASE (Steck 2019) with its L2 weight
-tuned on a validation split inside training, and the tutorial's recipe (dense pivot, full SVD,
-raw right singular vectors, L2 distance). Each is a `Recipe`: (train events, k, seed) -> lists
-for every movie in the training matrix.
+tuned on a validation split inside training, the tutorial's recipe (dense pivot, full SVD,
+raw right singular vectors, L2 distance), and close watchers alone (the re-rank's sequence
+signal over the whole catalog, no SVD: what the SVD retrieval adds is measured against it).
+Each is a `Recipe`: (train events, k, seed) -> lists for every movie in the training matrix.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from recs.embed import column_counts
-from recs.evaluate import Events, events_matrix, hit_ranks, validation_split
+from recs.evaluate import Events, Recipe, events_matrix, hit_ranks, validation_split
 from recs.neighbors import Neighbors
 from recs.ranking import top_dense
+from recs.rerank import Timeline, watched_by
 
 log = logging.getLogger(__name__)
 
@@ -168,3 +170,22 @@ def tutorial_recipe(train: Events, k: int, seed: int) -> Neighbors:
         return dense_lists(
             lambda b: -(sq[b, None] - 2.0 * (v[b] @ v.T) + sq[None, :]), r.movie_ids, k
         )
+
+
+def close_watch_recipe(window: int) -> Recipe:
+    """Every movie ranked by close watchers (users who rated both at most `window` ratings
+    apart, `rerank.Timeline`), equal counts by co-watchers: no SVD, the whole catalog."""
+
+    def recipe(train: Events, k: int, seed: int) -> Neighbors:
+        r = events_matrix(train)
+        timeline = Timeline.of(r, window)
+        x = watched_by(r)
+        tiebreak = 1.0 / (x.shape[0] + 1.0)  # co-watchers < users + 1: only orders ties
+
+        def rows(block: NDArray[np.int64]) -> NDArray[np.float32]:
+            co = (x[:, block].T @ x).toarray()
+            return (timeline.rows(block, window) + tiebreak * co).astype(np.float32)
+
+        return dense_lists(rows, r.movie_ids, k)
+
+    return recipe

@@ -332,6 +332,7 @@ def evaluate(
         "item-kNN cosine": baselines.item_knn_recipe,
         "EASE": baselines.ease_recipe,
         "tutorial SVD": baselines.tutorial_recipe,
+        "close watchers only": baselines.close_watch_recipe(settings.close_window),
         "recs (configured)": project_recipe(settings),
     }
     rows = {}

@@ -195,22 +195,36 @@ class Timeline:
     ) -> NDArray[np.int32]:
         """Users who rated query column rows[i] and candidate column cands[i, j] at most
         `window` (<= pad) ratings apart: rows (b,), cands (b, m) (-1: none) -> (b, m) int32."""
-        b, m = cands.shape
         union, inverse = np.unique(np.maximum(cands, 0), return_inverse=True)
         slot = np.full(self.starts.shape[0], -1, np.int64)  # n_movies + 1: the pad maps to -1
         slot[union] = np.arange(len(union))
+        found = self._near(rows, slot, len(union), window)
+        counts = np.take_along_axis(found, inverse.reshape(cands.shape), 1)
+        return np.where(cands >= 0, counts, 0).astype(np.int32)
+
+    def rows(self, rows: NDArray[np.int64], window: int) -> NDArray[np.int64]:
+        """`counts` against every movie: (b,) query columns -> (b, n_movies)."""
+        n_movies = self.starts.shape[0] - 1
+        slot = np.r_[np.arange(n_movies), -1]
+        return self._near(rows, slot, n_movies, window)
+
+    def _near(
+        self, rows: NDArray[np.int64], slot: NDArray[np.int64], n_slots: int, window: int
+    ) -> NDArray[np.int64]:
+        """(b, n_slots): per query column, users with movie c at most `window` ratings away,
+        counted at slot[c] (-1: not counted)."""
+        b = len(rows)
         lo, hi = self.starts[rows], self.starts[rows + 1]
         offsets = np.r_[-window:0, 1 : window + 1]
-        found = np.zeros(b * len(union), np.int64)
+        found = np.zeros(b * n_slots, np.int64)
         step = max(1, _CLOSE_CHUNK // max(len(offsets), 1))
         owner = np.repeat(np.arange(b, dtype=np.int64), hi - lo)
         at = self.where[_ranges(lo, hi)]
         for start in range(0, len(at), step):
             near = slot[self.cols[at[start : start + step, None] + offsets]]
-            cell = owner[start : start + step, None] * len(union) + near
+            cell = owner[start : start + step, None] * n_slots + near
             found += np.bincount(cell[near >= 0], minlength=len(found))
-        counts = np.take_along_axis(found.reshape(b, len(union)), inverse.reshape(b, m), 1)
-        return np.where(cands >= 0, counts, 0).astype(np.int32)
+        return found.reshape(b, n_slots)
 
 
 def _ranges(lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray[np.int64]:
