@@ -176,3 +176,15 @@ def test_quality_gate_measures_given_lists(tmp_path):
     empty = Neighbors(np.array(ids), np.full(nb.shape, -1), np.zeros(nb.shape, np.float32))
     result = quality(*pairs, empty, k=width)
     assert result["hr"] == 0.0 and result["coverage"] == 0.0
+
+
+def test_close_watch_baseline_ranks_by_close_watchers_then_co_watchers():
+    from recs.baselines import close_watch_recipe
+
+    # users 1-3 watch 10, 20, 50, 60, 30 in that order; user 4 watches 10 then 40
+    rows = [(u, m, 4.0, t) for u in (1, 2, 3) for t, m in enumerate((10, 20, 50, 60, 30))]
+    rows += [(4, 10, 4.0, 0), (4, 40, 4.0, 1)]
+    got = close_watch_recipe(1)(events(rows), 3, 0)
+    row = got.neighbor_ids[list(got.movie_ids).index(10)]
+    # close (window 1) to 10: 20 by three users, 40 by one; 50, 60, 30 by none (co-watched by 3)
+    assert row[:2].tolist() == [20, 40] and row[2] in (30, 50, 60)
