@@ -27,7 +27,7 @@ from recs import rerank  # noqa: E402
 from recs.settings import Settings  # noqa: E402
 
 FIELDS = ("movie_ids", "neighbor_ids", "scores")
-RANKED = FIELDS + ("cosine", "co_watchers")
+RANKED = FIELDS + ("cosine", "co_watchers", "close_watchers")
 
 
 def _emb(module, emb) -> dict:
@@ -54,7 +54,10 @@ def save(size: str, out: Path, engine: str, batch_size: int, threads: int) -> No
 def compare(a: Path, b: Path) -> bool:
     za, zb = np.load(a), np.load(b)
     same = True
-    for key in za.files:
+    for key in sorted(set(za.files) ^ set(zb.files)):  # e.g. a snapshot from before a field
+        print(f"ONLY IN {a if key in za.files else b}: {key}")
+        same = False
+    for key in [k for k in za.files if k in zb.files]:
         x, y = za[key], zb[key]
         ok = x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
         if not ok:

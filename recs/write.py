@@ -36,6 +36,7 @@ RECOMMENDATIONS_SCHEMA = pa.schema([
     pa.field("score", pa.float32(), nullable=False),
     pa.field("cosine", pa.float32(), nullable=False),
     pa.field("co_watchers", pa.int32(), nullable=False),
+    pa.field("close_watchers", pa.int32(), nullable=False),
     pa.field("neighbor_title", pa.string()),
     pa.field("neighbor_genres", pa.string()),
     pa.field("shared_genres", pa.string()),
@@ -154,6 +155,7 @@ def recommendations_table(
             pa.array(lists.scores.ravel()[valid], pa.float32()),
             pa.array(lists.cosine.ravel()[valid], pa.float32()),
             pa.array(lists.co_watchers.ravel()[valid], pa.int32()),
+            pa.array(lists.close_watchers.ravel()[valid], pa.int32()),
             movies["title"].take(at),
             movies["genres"].take(at),
             pa.array(shared, pa.string()),
@@ -284,18 +286,19 @@ def write_json(
     scores = np.round(lists.scores.astype(np.float64), 4).tolist()
     cosines = np.round(lists.cosine.astype(np.float64), 4).tolist()
     cos = lists.co_watchers.tolist()
+    closes = lists.close_watchers.tolist()
     genres = dict(zip(movies["movie_id"].to_pylist(), movies["genres"].to_pylist(), strict=True))
     both = both or SharedGenres()
     shared: dict[tuple, str] = {}  # (query genres, neighbour genres) -> JSON list
     payloads: list[tuple[str, bytes]] = []
     imdb_links: list[tuple[str, str]] = []
     imdb_written: set[int] = set()
-    for mid, nbr_row, score_row, cos_row, co_row in zip(
-        ids, nbrs, scores, cosines, cos, strict=True
+    for mid, nbr_row, score_row, cos_row, co_row, close_row in zip(
+        ids, nbrs, scores, cosines, cos, closes, strict=True
     ):
         items = []
-        for rank, (nid, score, cosine, c) in enumerate(
-            zip(nbr_row, score_row, cos_row, co_row, strict=True), 1
+        for rank, (nid, score, cosine, c, near) in enumerate(
+            zip(nbr_row, score_row, cos_row, co_row, close_row, strict=True), 1
         ):
             if nid < 0:
                 break
@@ -304,7 +307,7 @@ def write_json(
                 shared[key] = dumps(both(*key)).decode()
             items.append(
                 f'{{"rank":{rank},{frags[nid]},"score":{score!r},"cosine":{cosine!r},'
-                f'"co_watchers":{c},'
+                f'"co_watchers":{c},"close_watchers":{near},'
                 f'"shared_genres":{shared[key]}}}'
             )
         rel = f"{JSON_ROOT.as_posix()}/movies/{int(mid)}.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -16,6 +17,9 @@ def two_group_lists(result) -> dict[int, list[int]]:
     for row in recs:
         lists.setdefault(row["movie_id"], []).append(row["neighbor_id"])
     assert all(row["co_watchers"] == 6 for row in recs)
+    # each user rates her group's 5 movies and nothing else: any two are <= 4 ratings apart,
+    # inside the default close_window (5), so all 6 co-watchers are close watchers
+    assert all(row["close_watchers"] == 6 for row in recs)
     assert all(row["cosine"] == pytest.approx(1.0) for row in recs)
     return lists
 
@@ -87,6 +91,7 @@ def test_toy_story_list_is_made_of_co_watched_hits(small_run):
     assert len(toy["similar"]) == 10
     # neighbours that many of Toy Story's 215 raters also rated, not obscure ones
     assert all(s["co_watchers"] >= 40 for s in toy["similar"]), toy["similar"]
+    assert all(0 <= s["close_watchers"] <= s["co_watchers"] for s in toy["similar"])
     assert 3114 in [s["movie_id"] for s in toy["similar"]]  # Toy Story 2 (1999)
 
 
@@ -138,3 +143,35 @@ def test_gate_figures_on_real_data(small_run):
     assert q["holdout_pairs"] >= 600
     assert q["hr"] > 0.05  # random lists score ~0.001
     assert q["coverage"] > 0.75
+
+
+def test_readme_example_is_toy_story_2_in_a_real_run(small_run):
+    """The README's recommendations.parquet example row and JSON example item are Toy Story ->
+    Toy Story 2 as a real run on ml-latest-small publishes it."""
+    _, result = small_run
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### recommendations.parquet", 1)[1].split("\n### ", 1)[0]
+    example = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) >= 4:
+            example[cells[0]] = cells[-1]
+    con = duckdb.connect()
+    row = con.execute(
+        "select rank, score, cosine, co_watchers, close_watchers from read_parquet($p) "
+        "where movie_id = 1 and neighbor_id = 3114",
+        {"p": str(result.run_dir / "recommendations.parquet")},
+    ).fetchone()
+    assert row is not None, "Toy Story 2 is not in Toy Story's list"
+    rank, score, cosine, co, close = row
+    assert (example["movie_id"], example["neighbor_id"]) == ("1", "3114")
+    assert example["rank"] == str(rank)
+    assert float(example["score"]) == round(score, 4)
+    assert float(example["cosine"]) == round(cosine, 4)
+    assert (example["co_watchers"], example["close_watchers"]) == (str(co), str(close))
+    toy = json.loads((result.run_dir / "json/v1/movies/1.json").read_text())
+    (item,) = [s for s in toy["similar"] if s["movie_id"] == 3114]
+    shown = (f'"rank":{item["rank"]},"movie_id":3114,' in readme,
+             f'"score":{item["score"]},"cosine":{item["cosine"]},"co_watchers":'
+             f'{item["co_watchers"]},"close_watchers":{item["close_watchers"]},' in readme)
+    assert shown == (True, True), item

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 import duckdb
 import jsonschema
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_tiny, two_groups
 
 from jobs import nightly
 from recs import history, write
+from recs.settings import Settings
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
@@ -40,8 +43,8 @@ def test_recommendations_parquet_types_order_and_compression(small_run):
     assert pq.read_schema(path).equals(write.RECOMMENDATIONS_SCHEMA)
     assert duck_types(path) == {
         "movie_id": "BIGINT", "rank": "SMALLINT", "neighbor_id": "BIGINT", "score": "FLOAT",
-        "cosine": "FLOAT",
-        "co_watchers": "INTEGER", "neighbor_title": "VARCHAR", "neighbor_genres": "VARCHAR",
+        "cosine": "FLOAT", "co_watchers": "INTEGER", "close_watchers": "INTEGER",
+        "neighbor_title": "VARCHAR", "neighbor_genres": "VARCHAR",
         "shared_genres": "VARCHAR",
     }
     meta = pq.ParquetFile(path).metadata
@@ -49,6 +52,92 @@ def test_recommendations_parquet_types_order_and_compression(small_run):
     table = pq.read_table(path, columns=["movie_id", "rank"])
     keys = table["movie_id"].to_numpy() * 100 + table["rank"].to_numpy()
     assert np.all(np.diff(keys) > 0)
+
+
+def test_close_watchers_are_published_beside_co_watchers(small_run):
+    _, result = small_run
+    path = result.run_dir / "recommendations.parquet"
+    field = pq.read_schema(path).field("close_watchers")
+    assert str(field.type) == "int32" and not field.nullable
+    names = pq.read_schema(path).names
+    assert names.index("close_watchers") == names.index("co_watchers") + 1
+    table = pq.read_table(path, columns=["co_watchers", "close_watchers"])
+    assert table["close_watchers"].null_count == 0
+    co = table["co_watchers"].to_numpy()
+    close = table["close_watchers"].to_numpy()
+    assert np.all(close >= 0) and np.all(close <= co)
+    # a real count, not a constant: some pairs have none, most have fewer than co_watchers
+    assert (close == 0).any() and (close > 0).mean() > 0.5 and (close < co).mean() > 0.5
+
+
+def test_json_items_carry_the_parquet_counts(small_run):
+    _, result = small_run
+    rows = pq.read_table(result.run_dir / "recommendations.parquet",
+                         columns=["movie_id", "rank", "neighbor_id", "co_watchers",
+                                  "close_watchers"]).to_pylist()
+    parquet = {(r["movie_id"], r["rank"]): r for r in rows}
+    seen = 0
+    for path in (result.run_dir / "json/v1/movies").glob("*.json"):
+        raw = path.read_bytes()
+        payload = json.loads(raw)
+        # string-spliced, yet the very bytes a serializer gives
+        assert write.dumps(payload) == raw, path.name
+        for item in payload["similar"]:
+            keys = list(item)
+            assert keys[keys.index("co_watchers") + 1] == "close_watchers"
+            row = parquet[(payload["movie_id"], item["rank"])]
+            assert (item["movie_id"], item["co_watchers"], item["close_watchers"]) == \
+                (row["neighbor_id"], row["co_watchers"], row["close_watchers"])
+            seen += 1
+    assert seen == len(parquet)
+
+
+def test_close_watchers_on_hand_made_histories(make_dataset, tmp_path):
+    """Four users; close = rated both at most 2 ratings apart (close_window=2) in time order.
+
+    Time orders (positions 0, 1, 2, ...):
+      u1: 10 11 12 13 14 15 16
+      u2: 10 13 16 11 14 12 15
+      u3: 12 13 14 15 16 10 11   (written to ratings.csv in movie id order, so file order
+                                   would give u1's pairs: time order must decide)
+      u4: 16 15 14
+    Pairs at most 2 positions apart, per user:
+      u1: 10-11 10-12 11-12 11-13 12-13 12-14 13-14 13-15 14-15 14-16 15-16
+      u2: 10-13 10-16 13-16 11-13 11-16 14-16 11-14 11-12 12-14 14-15 12-15
+      u3: 12-13 12-14 13-14 13-15 14-15 14-16 15-16 10-15 10-16 11-16 10-11
+      u4: 14-15 14-16 15-16
+    Summed (pairs not listed: 0, i.e. 10-14, 11-15, 12-16). co_watchers: 4 for pairs inside
+    14-16 (u4 too), 3 for all others. top_k 6 of 7 movies: every pair is published both ways.
+    """
+    order = {1: [10, 11, 12, 13, 14, 15, 16], 2: [10, 13, 16, 11, 14, 12, 15],
+             3: [12, 13, 14, 15, 16, 10, 11], 4: [16, 15, 14]}
+    ratings = []
+    for user, movies in order.items():
+        at = {m: 1_500_000_000 + 1000 * user + 60 * pos for pos, m in enumerate(movies)}
+        ratings += [(user, m, 4.0, at[m]) for m in sorted(movies)]
+    expected = {
+        (10, 11): 2, (10, 12): 1, (10, 13): 1, (10, 14): 0, (10, 15): 1, (10, 16): 2,
+        (11, 12): 2, (11, 13): 2, (11, 14): 1, (11, 15): 0, (11, 16): 2,
+        (12, 13): 2, (12, 14): 3, (12, 15): 1, (12, 16): 0,
+        (13, 14): 2, (13, 15): 2, (13, 16): 1,
+        (14, 15): 4, (14, 16): 4, (15, 16): 3,
+    }
+    result = nightly.run(Settings(data=str(make_dataset(ratings)), out=tmp_path / "out",
+                                  db=tmp_path / "db", dim=2, top_k=6, close_window=2))
+    rows = pq.read_table(result.run_dir / "recommendations.parquet").to_pylist()
+    assert len(rows) == 42
+    got = {}
+    for r in rows:
+        pair = (min(r["movie_id"], r["neighbor_id"]), max(r["movie_id"], r["neighbor_id"]))
+        got.setdefault(pair, set()).add((r["co_watchers"], r["close_watchers"]))
+    assert got == {
+        pair: {(4 if min(pair) >= 14 else 3, close)} for pair, close in expected.items()
+    }
+    for movie in range(10, 17):
+        payload = json.loads((result.run_dir / f"json/v1/movies/{movie}.json").read_bytes())
+        for item in payload["similar"]:
+            pair = (min(movie, item["movie_id"]), max(movie, item["movie_id"]))
+            assert item["close_watchers"] == expected[pair], (movie, item)
 
 
 def test_movies_and_embeddings_parquet(small_run):
@@ -137,6 +226,39 @@ def test_history_is_hive_partitioned_and_pruned(make_dataset, tmp_path):
     removed = history.prune_history(out, date(2020, 4, 1), keep_days=30)
     assert removed == ["run_date=2020-01-01"]
     assert (out / "history" / "notes").is_dir()
+
+
+def documented_history_query() -> str:
+    """The query the README gives analysts for reading every history partition (one line in
+    the recommendations.parquet section), checked to be the one recs/history.py documents."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.findall(r"`(select \* from read_parquet\('OUT/history/[^`]*)`", readme)
+    assert len(found) == 1, found
+    assert " ".join(history.__doc__.split()).count(found[0]) == 1
+    return found[0]
+
+
+def test_history_reads_across_a_column_added_later(make_dataset, tmp_path):
+    out = tmp_path / "out"
+    result = run_tiny(make_dataset(), tmp_path)
+    (today,) = (out / "history").glob("run_date=*/recommendations.parquet")
+    current = pq.read_table(today)
+    # a partition written before close_watchers existed
+    old = out / "history" / "run_date=2020-01-01"
+    old.mkdir()
+    pq.write_table(current.drop_columns(["close_watchers"]), old / "recommendations.parquet")
+    query = documented_history_query().replace("'OUT/", f"'{out}/")
+    con = duckdb.connect()
+    names = [row[0] for row in con.execute(f"describe {query}").fetchall()]
+    assert set(names) == set(current.column_names) | {"run_date"}
+    rows = con.execute(
+        f"select run_date, count(*), count(close_watchers), sum(close_watchers), "
+        f"sum(co_watchers) from ({query}) group by 1 order by 1"
+    ).fetchall()
+    run_date = date.fromisoformat(result.manifest["started_at"][:10])
+    co, close = (pc.sum(current[c]).as_py() for c in ("co_watchers", "close_watchers"))
+    assert close > 0
+    assert rows == [(date(2020, 1, 1), 30, 0, None, co), (run_date, 30, 30, close, co)]
 
 
 def test_precompressed_siblings_hold_the_same_bytes(make_dataset, tmp_path):
