@@ -26,7 +26,11 @@ from threadpoolctl import threadpool_limits
 from recs import baselines
 from recs.embed import embed
 from recs.evaluate import (
-    events_matrix, hit_ranks, load_events, next_watch_split, validation_split,
+    events_matrix,
+    hit_ranks,
+    load_events,
+    next_watch_split,
+    validation_split,
 )
 from recs.neighbors import Neighbors, exact_proposer, topk
 from recs.rerank import eligible, rerank

@@ -314,7 +314,7 @@ def _parts_numpy(
         movie_ids, col, built = _movie_columns(cols.movie_id, listed)
         stats = _rating_stats(movie_ids, col, cols.half_stars)
         # a CSR of row numbers: its .data says which row each stored value came from
-        source = np.arange(len(col), dtype=np.int64)
+        source = np.arange(len(col), dtype=np.int32 if len(col) < 2**31 else np.int64)
         at = _csr_grouped(starts, per_user, col, source, len(movie_ids))
         del source
         stars = cols.half_stars[at.data].astype(np.float32)

@@ -170,25 +170,20 @@ class Timeline:
             return None
         n_users, n_movies = m.shape
         per_user = np.diff(m.indptr)
-        row = np.repeat(np.arange(n_users, dtype=np.int64), per_user)
-        t = ratings.rated_at
-        span = int(t.max() - t.min()) if m.nnz else 0
-        if span < 2**32 and n_users < 2**31:  # one int64 key: rows sorted by time, stable
-            order = np.argsort((row << 32) | (t - t.min()), kind="stable")
-        else:
-            order = np.lexsort((t, row))  # columns are sorted within rows: ties by movie id
-        del row
-        # position of each watch-ordered rating in the padded array
-        pos = np.arange(m.nnz, dtype=np.int64) + pad * (
-            np.repeat(np.arange(n_users, dtype=np.int64), per_user) + 1
-        )
+        order = _watch_order(m.indptr, ratings.rated_at)
         cols = np.full(m.nnz + pad * (n_users + 1), n_movies, np.int32)
-        watched = m.indices[order]
-        cols[pos] = watched
-        by_movie = np.argsort(watched, kind="stable")
-        starts = np.zeros(n_movies + 1, np.int64)
-        np.cumsum(np.bincount(watched, minlength=n_movies), out=starts[1:])
-        return Timeline(cols=cols, where=pos[by_movie], starts=starts, pad=pad)
+        index = np.int32 if len(cols) < 2**31 else np.int64
+        # padded position of rating i of the watch order: i + pad * (its user's row + 1)
+        pos = np.repeat(np.arange(1, n_users + 1, dtype=index) * index(pad), per_user)
+        pos += np.arange(m.nnz, dtype=index)
+        cols[pos] = m.indices[order]
+        # the same positions, in the CSR's own (row, column) order, then grouped by column
+        at = np.empty_like(pos)
+        at[order] = pos
+        del order, pos
+        by_movie = sparse.csr_array((at, m.indices, m.indptr), shape=m.shape).tocsc()
+        return Timeline(cols=cols, where=by_movie.data, starts=by_movie.indptr.astype(np.int64),
+                        pad=pad)
 
     def counts(
         self, rows: NDArray[np.int64], cands: NDArray[np.int64], window: int
@@ -216,15 +211,35 @@ class Timeline:
         b = len(rows)
         lo, hi = self.starts[rows], self.starts[rows + 1]
         offsets = np.r_[-window:0, 1 : window + 1]
-        found = np.zeros(b * n_slots, np.int64)
+        cell_type = np.int32 if b * n_slots < 2**31 else np.int64
+        slot = slot.astype(cell_type)
         step = max(1, _CLOSE_CHUNK // max(len(offsets), 1))
-        owner = np.repeat(np.arange(b, dtype=np.int64), hi - lo)
+        owner = np.repeat(np.arange(b, dtype=cell_type) * cell_type(n_slots), hi - lo)
         at = self.where[_ranges(lo, hi)]
+        cells = []
         for start in range(0, len(at), step):
             near = slot[self.cols[at[start : start + step, None] + offsets]]
-            cell = owner[start : start + step, None] * n_slots + near
-            found += np.bincount(cell[near >= 0], minlength=len(found))
+            near += owner[start : start + step, None]
+            cells.append(near[near >= owner[start : start + step, None]])  # slot -1: dropped
+        found = np.bincount(np.concatenate(cells) if cells else np.zeros(0, cell_type),
+                            minlength=b * n_slots)
         return found.reshape(b, n_slots)
+
+
+def _watch_order(indptr: NDArray, rated_at: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The permutation of a CSR's values (sorted columns within rows) into watch order: row by
+    row, by time, equal times by column. rated_at: (nnz,) aligned with the values."""
+    n_users = len(indptr) - 1
+    if not len(rated_at):
+        return np.zeros(0, np.int64)
+    low = int(rated_at.min())
+    if int(rated_at.max()) - low < 2**32 and n_users < 2**31:  # one int64 key, in place
+        key = np.repeat(np.arange(n_users, dtype=np.int64) << 32, np.diff(indptr))
+        key += rated_at
+        key -= low
+        return np.argsort(key, kind="stable")  # stable: equal times keep column order
+    row = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+    return np.lexsort((rated_at, row))
 
 
 def _ranges(lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray[np.int64]:
