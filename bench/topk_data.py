@@ -43,7 +43,8 @@ def prepare(size: str) -> None:
         emb = embed(ratings, Settings())
     m = ratings.matrix.tocsr()
     np.savez(path(size), data=m.data, indices=m.indices, indptr=m.indptr, shape=m.shape,
-             user_ids=ratings.user_ids, movie_ids=ratings.movie_ids, vectors=emb.vectors)
+             user_ids=ratings.user_ids, movie_ids=ratings.movie_ids, vectors=emb.vectors,
+             rated_at=ratings.rated_at)
     print(f"{size}: {m.shape} nnz={m.nnz} in {time.perf_counter() - t:.1f} s", flush=True)
 
 
@@ -51,7 +52,11 @@ def load(size: str) -> tuple[Ratings, Embeddings]:
     prepare(size)
     z = np.load(path(size))
     m = sparse.csr_array((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-    ratings = Ratings(matrix=m, user_ids=z["user_ids"], movie_ids=z["movie_ids"])
+    if "rated_at" not in z.files:  # a cache from before rating times: make it again
+        path(size).unlink()
+        return load(size)
+    ratings = Ratings(matrix=m, user_ids=z["user_ids"], movie_ids=z["movie_ids"],
+                      rated_at=z["rated_at"])
     return ratings, Embeddings(vectors=z["vectors"], movie_ids=z["movie_ids"])
 
 
