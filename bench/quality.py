@@ -23,10 +23,16 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def datasets_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose --data takes dataset folders, by default ml-latest-small and ml-100k."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=[str(DATA / "ml-latest-small"),
                                                       str(DATA / "ml-100k")])
+    return parser
+
+
+def main() -> None:
+    parser = datasets_parser(__doc__)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

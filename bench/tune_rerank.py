@@ -14,13 +14,13 @@ over the datasets.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
+from quality import datasets_parser  # bench/quality.py: python puts bench/ on the path
 from threadpoolctl import threadpool_limits
 
 from recs import baselines
@@ -37,7 +37,6 @@ from recs.rerank import eligible, rerank
 from recs.settings import Settings
 from recs.source import resolve_data
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GRID = {
     "close_window": (1, 3, 5, 10),
     "close_weight": (0.0, 1.0, 3.0, 10.0),
@@ -76,9 +75,7 @@ def ease_best(val) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=[str(DATA / "ml-latest-small"),
-                                                      str(DATA / "ml-100k")])
+    parser = datasets_parser(__doc__)
     parser.add_argument("--max-pool", type=int, default=max(GRID["pool"]))
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
