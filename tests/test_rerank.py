@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import sparse
 
 from recs import rerank
@@ -197,3 +198,9 @@ def test_without_rating_times_close_watchers_are_zero():
     pools = Neighbors(np.array([1]), np.array([[2]]), np.array([[0.5]], np.float32))
     got = rerank.rerank(r, pools, 1, Settings())
     assert got.co_watchers.tolist() == [[2]] and got.close_watchers.tolist() == [[0]]
+
+
+def test_a_window_wider_than_the_padding_is_refused():
+    tl = rerank.Timeline.of(timed_ratings([[(0, 1), (1, 2)], [(1, 1)]], 2), pad=1)
+    with pytest.raises(ValueError, match="exceeds the timeline's padding"):
+        tl.counts(np.array([0]), np.array([[1]]), 2)
