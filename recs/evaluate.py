@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from recs.embed import column_counts
+from recs.errors import InputError
 from recs.ingest import Ratings, connect, csr_with_times, load_tables
 from recs.neighbors import Neighbors
 from recs.settings import Settings
@@ -348,6 +349,69 @@ def evaluate(
     }
 
 
+LIST_COLUMNS = ("movie_id", "rank", "neighbor_id")
+
+
+def read_lists(path: Path, k: int) -> Neighbors:
+    """Top-k lists from a Parquet file with integer columns movie_id, rank, neighbor_id (the
+    job's recommendations.parquet, or any table shaped like it): each movie's neighbours in
+    rank order, ascending by movie id. scores are all 0 (unused by the metrics)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        schema = pq.read_schema(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found; pass a Parquet file of lists") from None
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+    for name in LIST_COLUMNS:
+        if name not in schema.names or not pa.types.is_integer(schema.field(name).type):
+            raise InputError(
+                f"{path}: needs an integer column {name!r}; a list file has columns "
+                "movie_id, rank, neighbor_id (like recommendations.parquet)"
+            )
+    cols = pq.read_table(path, columns=list(LIST_COLUMNS))
+    for name in LIST_COLUMNS:
+        if cols[name].null_count:
+            raise InputError(f"{path}: column {name!r} has {cols[name].null_count} empty "
+                             "values; every row needs a movie_id, rank and neighbor_id")
+    movie, rank, nbr = (cols[n].to_numpy().astype(np.int64) for n in LIST_COLUMNS)
+    order = np.lexsort((nbr, rank, movie))
+    movie, nbr = movie[order], nbr[order]
+    movie_ids, starts = np.unique(movie, return_index=True)
+    slot = np.arange(len(movie)) - np.repeat(starts, np.diff(np.r_[starts, len(movie)]))
+    keep = slot < k
+    ids = np.full((len(movie_ids), k), -1, np.int64)
+    ids[np.searchsorted(movie_ids, movie[keep]), slot[keep]] = nbr[keep]
+    return Neighbors(movie_ids, ids, np.zeros(ids.shape, np.float32))
+
+
+def evaluate_lists(
+    folder: Path, lists_path: Path, k: int = 10, seed: int = 0, pairs: int = 3,
+    threads: int = 2,
+) -> dict:
+    """Next-watch and catalog numbers of a given list file on the next-watch split of the
+    dataset in `folder`, in the shape `evaluate` returns (co-liked recall needs lists trained
+    per split, so it is None). Lists trained on all of `folder` have seen the test events."""
+    started = time.perf_counter()
+    lists = read_lists(lists_path, k)
+    events = load_events(folder, threads)
+    split = next_watch_split(events, pairs)
+    row = next_watch_scores(lists, split, k, seed)
+    row |= catalog_health(lists, events_matrix(split.train), split.targets, k)
+    row["co_liked_recall"] = None
+    row["seconds"] = time.perf_counter() - started
+    return {
+        "dataset": str(folder), "k": k, "seed": seed, "pairs": pairs,
+        "users": int(len(np.unique(events.user_ids))),
+        "test_events": int(len(split.targets)),
+        "seconds": round(row["seconds"], 2),
+        "rows": {Path(lists_path).name: row},
+    }
+
+
 def to_markdown(result: dict, name: str | None = None) -> str:
     """The result of `evaluate` as one markdown table (HR/NDCG with 95% intervals)."""
     k = result["k"]
@@ -364,7 +428,9 @@ def to_markdown(result: dict, name: str | None = None) -> str:
         cells = []
         for key, _ in COLUMNS:
             v = row[key]
-            if key in ("hr", "ndcg"):
+            if v is None or v != v:  # not measured
+                cells.append("—")
+            elif key in ("hr", "ndcg"):
                 cells.append(f"{v:.4f} [{row[key + '_lo']:.4f}, {row[key + '_hi']:.4f}]")
             elif key in ("lists",):
                 cells.append(f"{int(v)}")

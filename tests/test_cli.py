@@ -130,3 +130,24 @@ def test_run_from_a_zip_served_on_loopback(make_dataset, tmp_path):
         server.server_close()
     payload = json.loads((tmp_path / "out/latest/json/v1/movies/10.json").read_bytes())
     assert {s["movie_id"] for s in payload["similar"]} <= {11, 12, 13, 14}
+
+
+def test_evaluate_scores_a_list_file_and_refuses_a_wrong_one(make_dataset, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = make_dataset()
+    lists = tmp_path / "lists.parquet"
+    pq.write_table(pa.table({"movie_id": [10, 20], "rank": [1, 1], "neighbor_id": [11, 21]}),
+                   lists)
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--lists", str(lists),
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert list(payload["rows"]) == ["lists.parquet"]
+    assert payload["rows"]["lists.parquet"]["lists"] == 2
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"movie_id": [10]}), bad)
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--lists", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.parquet: needs an integer column 'rank'" in result.output

@@ -188,3 +188,66 @@ def test_close_watch_baseline_ranks_by_close_watchers_then_co_watchers():
     row = got.neighbor_ids[list(got.movie_ids).index(10)]
     # close (window 1) to 10: 20 by three users, 40 by one; 50, 60, 30 by none (co-watched by 3)
     assert row[:2].tolist() == [20, 40] and row[2] in (30, 50, 60)
+
+
+# --- scoring a given list file ------------------------------------------------------------
+
+
+def write_lists(path: Path, rows: list[tuple[int, int, int]]) -> Path:
+    """A Parquet list file of (movie_id, rank, neighbor_id) rows, in the order given."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    movie, rank, nbr = zip(*rows, strict=True)
+    pq.write_table(pa.table({"movie_id": pa.array(movie, pa.int64()),
+                             "rank": pa.array(rank, pa.int16()),
+                             "neighbor_id": pa.array(nbr, pa.int64())}), path)
+    return path
+
+
+def test_read_lists_orders_by_rank_and_cuts_at_k(tmp_path):
+    from recs.evaluate import read_lists
+
+    path = write_lists(tmp_path / "l.parquet", [(7, 3, 30), (2, 1, 9), (7, 1, 10), (7, 2, 20),
+                                                 (2, 5, 8)])  # rank 5 right after rank 1
+    got = read_lists(path, k=2)
+    assert got.movie_ids.tolist() == [2, 7]
+    assert got.neighbor_ids.tolist() == [[9, 8], [10, 20]]
+
+
+def test_a_list_file_is_scored_reproducibly_on_the_next_watch_split(tmp_path):
+    from recs.evaluate import evaluate_lists
+
+    folder = write_folder(tmp_path / "d", two_groups())
+    split = next_watch_split(load_events(folder), pairs=3)
+    wanted: dict[int, list[int]] = {}
+    for q, t in zip(split.queries.tolist(), split.targets.tolist(), strict=True):
+        targets = wanted.setdefault(q, [])
+        if t not in targets:
+            targets.append(t)
+    rows = [(q, r, t) for q, ts in wanted.items() for r, t in enumerate(ts, 1)]
+    every = write_lists(tmp_path / "every.parquet", rows)
+    first = evaluate_lists(folder, every, k=10, seed=3)
+    second = evaluate_lists(folder, every, k=10, seed=3)
+    row = first["rows"]["every.parquet"]
+    assert row["hr"] == 1.0 and row["events"] == len(split.targets)
+    same = lambda r: {m: v for m, v in r["rows"]["every.parquet"].items()  # noqa: E731
+                      if m not in ("seconds", "co_liked_recall")}
+    assert same(first) == same(second)
+    wrong = write_lists(tmp_path / "wrong.parquet", [(q, 1, q) for q in wanted])  # itself
+    assert evaluate_lists(folder, wrong, k=10)["rows"]["wrong.parquet"]["hr"] == 0.0
+
+
+def test_a_list_file_without_the_columns_is_refused_by_name(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recs.errors import InputError
+    from recs.evaluate import read_lists
+
+    path = tmp_path / "movies.parquet"
+    pq.write_table(pa.table({"movie_id": [1], "neighbor_id": [2]}), path)
+    with pytest.raises(InputError, match=r"movies\.parquet: needs an integer column 'rank'"):
+        read_lists(path, 10)
+    with pytest.raises(InputError, match="not found"):
+        read_lists(tmp_path / "missing.parquet", 10)
