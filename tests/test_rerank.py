@@ -204,3 +204,13 @@ def test_a_window_wider_than_the_padding_is_refused():
     tl = rerank.Timeline.of(timed_ratings([[(0, 1), (1, 2)], [(1, 1)]], 2), pad=1)
     with pytest.raises(ValueError, match="exceeds the timeline's padding"):
         tl.counts(np.array([0]), np.array([[1]]), 2)
+
+
+def test_close_watchers_with_times_spanning_more_than_2_to_the_32_seconds():
+    # such a span takes the lexsort path of the watch order instead of one packed key
+    histories = [[(0, -10**12), (2, 10**12), (1, 0)], [(1, 5), (0, 5), (2, 2**40)]]
+    tl = rerank.Timeline.of(timed_ratings(histories, 3), pad=1)
+    rows, cands = np.array([0, 1, 2]), np.array([[1, 2], [0, 2], [0, 1]])
+    want = [[brute_close(histories, q, c, 1) for c in row]
+            for q, row in zip(rows, cands, strict=True)]
+    assert tl.counts(rows, cands, 1).tolist() == want == [[2, 0], [2, 2], [0, 2]]
