@@ -89,7 +89,7 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
             changes = write.write_changes(written, run_id, previous)
             if settings.precompress:
                 write.precompress(written)
-        with stages("lancedb"):
+        with stages("lancedb"), publish.db_lock(settings.resolved_db()):
             table = store.write_table(
                 settings.resolved_db(), settings.table, store.content_table(emb, movies)
             )
@@ -115,7 +115,9 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
         history.add_to_history(out, run_dir, started_at.date())
         history.prune_history(out, started_at.date(), settings.history_days)
         publish.prune(out, settings.keep)
-        publish.prune_table_versions(out, settings.resolved_db(), table)
+        with publish.db_lock(settings.resolved_db(), wait=0) as held:
+            if held:  # housekeeping: another run's turn, so the next run prunes instead
+                publish.prune_table_versions(out, settings.resolved_db(), table)
     return RunResult(run_id, run_dir, manifest)
 
 

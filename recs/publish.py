@@ -6,6 +6,7 @@
     OUT/runs/.deleting-<run_id> a run being pruned; left behind only by a killed run
     OUT/runs/<run_id>           a complete run (a name without a dot is always complete)
     OUT/latest -> runs/<run_id>
+    DB/.recs.lock               held (flock) while a run writes or prunes a LanceDB table in DB
 
 Everything the job writes stays inside OUT: a symlink where the job expects one of its own
 folders (runs, history) or files (.lock, latest as anything but a symlink) is refused with an
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -49,14 +51,7 @@ def run_lock(out: Path) -> Iterator[None]:
     """
     out.mkdir(parents=True, exist_ok=True)
     lock = out / ".lock"
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as err:
-        if err.errno != errno.ELOOP:
-            raise
-        raise InputError(
-            f"{lock} is a symlink; the job writes only inside {out}: remove it and run again"
-        ) from None
+    fd = _open_lock(lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,6 +66,58 @@ def run_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+DB_LOCK_WAIT = 120.0  # seconds: a LanceDB write takes well under one at 60k movies
+
+
+@contextmanager
+def db_lock(db: Path, wait: float | None = None) -> Iterator[bool]:
+    """Hold DB/.recs.lock while writing or pruning a LanceDB table in database folder `db`:
+    runs with different OUT folders that share a database take turns there.
+
+    Waits up to `wait` seconds (default DB_LOCK_WAIT) for another run's turn, then raises
+    RunLockedError; wait=0 never waits and yields False when the lock is taken (for work that
+    can be skipped), True when held.
+    """
+    db.mkdir(parents=True, exist_ok=True)
+    lock = db / ".recs.lock"
+    fd = _open_lock(lock)
+    wait = DB_LOCK_WAIT if wait is None else wait
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if wait == 0:
+                    yield False
+                    return
+                if time.monotonic() >= deadline:
+                    raise RunLockedError(
+                        f"another recs run has held the LanceDB database {db} for over "
+                        f"{wait:g} s (lock {lock}); this run published nothing: run it again "
+                        "once the other one is done"
+                    ) from None
+                time.sleep(0.05)
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _open_lock(lock: Path) -> int:
+    """A file descriptor of the lock file `lock`, created if missing, never through a
+    symlink (an InputError then: following it would write somewhere else)."""
+    try:
+        return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise InputError(
+            f"{lock} is a symlink; the job writes only inside {lock.parent}: remove it and "
+            "run again"
+        ) from None
 
 
 def check_layout(out: Path) -> None:

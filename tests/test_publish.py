@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from conftest import fake_run
+from conftest import fake_run, run_tiny
 
 from recs import publish
 from recs.cli import main
@@ -44,6 +44,31 @@ def test_run_while_another_process_holds_the_lock_exits_4(make_dataset, tmp_path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_database_lock_waits_its_turn_then_gives_up(tmp_path):
+    db = tmp_path / "db"
+    with publish.db_lock(db) as held:
+        assert held
+        with publish.db_lock(db, wait=0) as other:  # housekeeping skips instead of waiting
+            assert other is False
+        with pytest.raises(RunLockedError, match=r"held the LanceDB database .* over 0.2 s"):
+            with publish.db_lock(db, wait=0.2):
+                pass
+    with publish.db_lock(db, wait=0) as held:  # released on exit
+        assert held
+
+
+def test_runs_sharing_a_database_never_write_it_at_once(make_dataset, tmp_path, monkeypatch):
+    data = make_dataset()
+    first = run_tiny(data, tmp_path / "a")  # out a/out, db a/db
+    db = tmp_path / "a" / "db"
+    monkeypatch.setattr(publish, "DB_LOCK_WAIT", 0.3)
+    with publish.db_lock(db):  # another run (other OUT, same DB) is writing the table
+        with pytest.raises(RunLockedError, match="this run published nothing"):
+            run_tiny(data, tmp_path / "a")
+    assert publish.latest_run(tmp_path / "a" / "out") == first.run_dir
+    assert run_tiny(data, tmp_path / "a").run_dir != first.run_dir  # its turn now
 
 
 def test_latest_switches_to_each_new_run(tmp_path):
