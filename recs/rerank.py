@@ -88,18 +88,36 @@ def _binary_columns(matrix: sparse.csr_array) -> sparse.csc_array:
     return x
 
 
+# a block's candidate columns once: (union (u,) ascending, inverse (b, m) positions in union)
+PoolColumns = tuple[NDArray[np.int64], NDArray[np.int64]]
+
+
+def pool_columns(cands: NDArray[np.int64]) -> PoolColumns:
+    """The distinct columns of cands (b, m) (-1 counted as column 0) and where each one is."""
+    union, inverse = np.unique(np.maximum(cands, 0), return_inverse=True)
+    return union, inverse.reshape(cands.shape)
+
+
+def _at_pool(
+    found: NDArray, inverse: NDArray[np.int64], cands: NDArray[np.int64]
+) -> NDArray[np.int32]:
+    """(b, m) int32: found (b, u) per union column, picked for each candidate; -1 counts 0."""
+    counts = np.take_along_axis(found, inverse, 1)
+    return np.where(cands >= 0, counts, 0).astype(np.int32)
+
+
 def co_counts(
-    x: sparse.csc_array, rows: NDArray[np.int64], cands: NDArray[np.int64]
+    x: sparse.csc_array, rows: NDArray[np.int64], cands: NDArray[np.int64],
+    columns: PoolColumns | None = None,
 ) -> NDArray[np.int32]:
     """Users who rated both, for query columns rows (b,) and candidate columns cands (b, m).
 
     Only the columns in the block's candidate union are multiplied, so the cost follows the
-    pool, not the catalog. A candidate of -1 counts 0.
+    pool, not the catalog. A candidate of -1 counts 0. columns: pool_columns(cands), if the
+    caller has it already.
     """
-    union, inverse = np.unique(np.maximum(cands, 0), return_inverse=True)
-    both = (x[:, rows].T @ x[:, union]).toarray()  # (b, |union|)
-    counts = np.take_along_axis(both, inverse.reshape(cands.shape), 1)
-    return np.where(cands >= 0, counts, 0).astype(np.int32)
+    union, inverse = columns or pool_columns(cands)
+    return _at_pool((x[:, rows].T @ x[:, union]).toarray(), inverse, cands)
 
 
 @dataclass(frozen=True)
@@ -131,9 +149,12 @@ class CoWatch:
             np.bitwise_or.at(bits.reshape(-1), cell, bit)
         return CoWatch(light=light, bits=bits)
 
-    def counts(self, rows: NDArray[np.int64], cands: NDArray[np.int64]) -> NDArray[np.int32]:
+    def counts(
+        self, rows: NDArray[np.int64], cands: NDArray[np.int64],
+        columns: PoolColumns | None = None,
+    ) -> NDArray[np.int32]:
         """Users who rated both, as `co_counts`: rows (b,), cands (b, m) -> (b, m) int32."""
-        counts = co_counts(self.light, rows, cands)  # 0 where cands is -1
+        counts = co_counts(self.light, rows, cands, columns)  # 0 where cands is -1
         if not self.bits.shape[1]:
             return counts
         step = max(1, _BITS_CHUNK // max(cands.shape[1] * self.bits.shape[1], 1))
@@ -187,16 +208,16 @@ class Timeline:
                         pad=pad)
 
     def counts(
-        self, rows: NDArray[np.int64], cands: NDArray[np.int64], window: int
+        self, rows: NDArray[np.int64], cands: NDArray[np.int64], window: int,
+        columns: PoolColumns | None = None,
     ) -> NDArray[np.int32]:
         """Users who rated query column rows[i] and candidate column cands[i, j] at most
-        `window` (<= pad) ratings apart: rows (b,), cands (b, m) (-1: none) -> (b, m) int32."""
-        union, inverse = np.unique(np.maximum(cands, 0), return_inverse=True)
+        `window` (<= pad) ratings apart: rows (b,), cands (b, m) (-1: none) -> (b, m) int32.
+        columns: pool_columns(cands), if the caller has it already."""
+        union, inverse = columns or pool_columns(cands)
         slot = np.full(self.starts.shape[0], -1, np.int64)  # n_movies + 1: the pad maps to -1
         slot[union] = np.arange(len(union))
-        found = self._near(rows, slot, len(union), window)
-        counts = np.take_along_axis(found, inverse.reshape(cands.shape), 1)
-        return np.where(cands >= 0, counts, 0).astype(np.int32)
+        return _at_pool(self._near(rows, slot, len(union), window), inverse, cands)
 
     def rows(self, rows: NDArray[np.int64], window: int) -> NDArray[np.int64]:
         """`counts` against every movie: (b,) query columns -> (b, n_movies)."""
@@ -312,8 +333,9 @@ def rerank(
         cand_ids = candidates.neighbor_ids[sl]
         valid = cand_ids >= 0
         cands = np.where(valid, np.searchsorted(ratings.movie_ids, cand_ids), -1)
-        counts = watch.counts(q_cols[sl], cands)
-        near = (timeline.counts(q_cols[sl], cands, window) if timeline is not None
+        columns = pool_columns(cands)  # shared by both counts
+        counts = watch.counts(q_cols[sl], cands, columns)
+        near = (timeline.counts(q_cols[sl], cands, window, columns) if timeline is not None
                 else np.zeros_like(counts))
         cos = candidates.scores[sl].astype(np.float64)
         discount = pop[np.maximum(cands, 0)] ** settings.rerank_pop_power
