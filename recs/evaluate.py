@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
@@ -356,9 +358,6 @@ def read_lists(path: Path, k: int) -> Neighbors:
     """Top-k lists from a Parquet file with integer columns movie_id, rank, neighbor_id (the
     job's recommendations.parquet, or any table shaped like it): each movie's neighbours in
     rank order, ascending by movie id. scores are all 0 (unused by the metrics)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = Path(path)
     try:
         schema = pq.read_schema(path)

@@ -3,7 +3,7 @@
 The SVD vectors (in LanceDB) retrieve a pool of candidates per movie; this stage orders that
 pool by
 
-    cos(q, c) ** rerank_cos_power * (co_watchers + close_weight * close_watchers)
+    max(cos(q, c), 0) ** rerank_cos_power * (co_watchers + close_weight * close_watchers)
         / ratings(c) ** rerank_pop_power
 
 and keeps the best k. co_watchers: people who rated both movies. close_watchers: those of them

@@ -70,7 +70,8 @@ class Settings(BaseSettings):
         0.5, ge=0, le=4, description="re-rank score: multiply by max(cosine, 0) ** this"
     )
     # window 5, weight 3: bench/tune_rerank.py, next-watch HR@10 on validation splits inside
-    # training of ml-latest-small and ml-100k (flat from window 3 to 5 and weight 3 to 10)
+    # training of ml-latest-small and ml-100k: 1.146x and 1.173x EASE's. The best pool-100 point
+    # (window 10, weight 10, popularity power 0.2) is 0.004 HR higher, at twice the lookups
     close_window: int = Field(
         5, ge=1, le=50,
         description="close watchers rated both movies at most this many ratings apart",
