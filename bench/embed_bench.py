@@ -1,12 +1,12 @@
-"""Benchmark the embedding stage alone (recs.embed.embed): seconds and peak RSS, old vs new.
+"""Benchmark the embedding stage alone (recs.stages.embed.embed): seconds and peak RSS per solver.
 
-    python bench/embed_bench.py [--sizes small,1m,5m,25m] [--variants old,arpack,randomized]
+    python bench/embed_bench.py [--sizes small,1m,5m,25m] [--variants arpack,randomized]
 
-Variants: `old` is the code before the randomized solver (svds on a float64 copy made by two
-diagonal-matrix products), kept below verbatim; `arpack` and `randomized` are recs.embed with
-settings svd_solver=arpack / randomized (defaults otherwise). Each measurement is its own
+Variants: recs.stages.embed with settings svd_solver=arpack (scipy's svds, the reference) or
+randomized (the default), defaults otherwise. To compare with another version of the code,
+run this script from that version's checkout. Each measurement is its own
 process: it loads the ratings matrix from a .npz cache (made once per size from the MovieLens
-folder with recs.ingest.read_dataset; synthetic folders come from bench/run.py's `dataset`),
+folder with recs.stages.ingest.read_dataset; synthetic folders come from bench/run.py's `dataset`),
 then times `embed` alone, wall and CPU seconds (on a shared machine CPU seconds say more; CPU
 above wall means two cores worked). Peak RSS is the process's VmHWM after embedding; `base` is
 VmHWM before it (interpreter + imports + the matrix), so `peak - base` is what the stage adds.
@@ -43,7 +43,7 @@ def cached_matrix(name: str, data_cache: Path, cache: Path) -> Path:
         return path
     import numpy as np
 
-    from recs.ingest import read_dataset
+    from recs.stages.ingest import read_dataset
 
     cache.mkdir(parents=True, exist_ok=True)
     r, _ = read_dataset(folder)
@@ -62,39 +62,15 @@ def vm_hwm() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def old_movie_vectors(matrix, dim: int, seed: int):
-    """The embedding before this change (commit 8ee84e9), default recipe, verbatim in effect."""
-    import numpy as np
-    from scipy import sparse
-    from scipy.sparse.linalg import svds
-    from threadpoolctl import threadpool_limits
-
-    x = matrix.astype(np.float64).tocsr(copy=True)
-    x.data[:] = 1.0
-    activity = np.maximum(np.diff(x.indptr), 1).astype(np.float64)
-    support = np.maximum(np.bincount(x.indices, minlength=x.shape[1]), 1).astype(np.float64)
-    x = (sparse.diags_array(activity**-0.5) @ x @ sparse.diags_array(support**-0.25)).tocsr()
-    dim = min(dim, min(x.shape) - 1)
-    v0 = np.random.default_rng(seed).uniform(-1.0, 1.0, size=min(x.shape))
-    with threadpool_limits(limits=1, user_api="blas"):
-        _, s, vt = svds(x.astype(np.float64), k=dim, v0=v0, solver="arpack")
-    order = np.argsort(-s, kind="stable")
-    s, vt = s[order], vt[order]
-    v = (vt * (s**0.5)[:, None]).T
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return (v / norms).astype(np.float32)
-
-
 def child(npz: Path, variant: str, threads: int) -> dict:
     """Load the matrix, embed it once with `variant`, return seconds and RSS."""
     import numpy as np
     from scipy import sparse
     from threadpoolctl import threadpool_limits
 
-    from recs.embed import embed
-    from recs.ingest import Ratings
-    from recs.settings import Settings
+    from recs.core.settings import Settings
+    from recs.core.types import Ratings
+    from recs.stages.embed import embed
 
     z = np.load(npz)
     matrix = sparse.csr_array((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
@@ -102,10 +78,7 @@ def child(npz: Path, variant: str, threads: int) -> dict:
     base = vm_hwm()
     with threadpool_limits(threads, user_api="blas"):
         started, cpu = time.perf_counter(), time.process_time()
-        if variant == "old":
-            vectors = old_movie_vectors(matrix, 64, 0)
-        else:
-            vectors = embed(ratings, Settings(svd_solver=variant, threads=threads)).vectors
+        vectors = embed(ratings, Settings(svd_solver=variant, threads=threads)).vectors
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"seconds": seconds, "cpu": cpu, "peak": vm_hwm(), "base": base,
             "shape": list(matrix.shape), "nnz": int(matrix.nnz), "dim": int(vectors.shape[1])}
@@ -114,7 +87,7 @@ def child(npz: Path, variant: str, threads: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="small,1m,5m,25m")
-    parser.add_argument("--variants", default="old,arpack,randomized")
+    parser.add_argument("--variants", default="arpack,randomized")
     parser.add_argument("--threads", type=int, default=2, help="BLAS and product threads")
     parser.add_argument("--data-cache", type=Path, default=Path("/tmp/recs-bench-data"))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/recs-embed-bench"),

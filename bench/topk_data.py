@@ -2,7 +2,7 @@
 
     python bench/topk_data.py small 1m 25m      # writes /tmp/topk/<size>.npz (once)
 
-The embeddings come from recs.embed with the job's default Settings, so they are the vectors
+The embeddings come from recs.stages.embed with the job's default Settings, so they are the vectors
 the job ranks. Not part of the test suite.
 """
 
@@ -16,9 +16,10 @@ import numpy as np
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
-from recs.embed import Embeddings, embed
-from recs.ingest import Ratings, read_dataset
-from recs.settings import Settings
+from recs.core.settings import Settings
+from recs.core.types import Embeddings, Ratings
+from recs.stages.embed import embed
+from recs.stages.ingest import read_dataset
 
 CACHE = Path("/tmp/topk")
 FOLDERS = {

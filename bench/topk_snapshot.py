@@ -3,14 +3,13 @@
     python bench/topk_snapshot.py save small /tmp/topk/before-small.npz [--engine lancedb]
     python bench/topk_snapshot.py compare /tmp/topk/before-small.npz /tmp/topk/after-small.npz
 
-Runs `jobs.nightly._candidate_pools` then `rerank.rerank` on the cached inputs of
+Runs the recipe (`recipe.prepare`, `candidates`, `order`) on the cached inputs of
 bench/topk_data.py with the job's default Settings (2 BLAS threads). Not part of the tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import resource
 import sys
 import time
@@ -22,17 +21,11 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).parent))
 from topk_data import load  # noqa: E402
 
-from jobs.nightly import _candidate_pools  # noqa: E402
-from recs import rerank  # noqa: E402
-from recs.settings import Settings  # noqa: E402
+from recs.core.settings import Settings  # noqa: E402
+from recs.stages import recipe  # noqa: E402
 
 FIELDS = ("movie_ids", "neighbor_ids", "scores")
 RANKED = FIELDS + ("cosine", "co_watchers", "close_watchers")
-
-
-def _emb(module, emb) -> dict:
-    """{"emb": emb} when this version of rerank takes it (an ordering hint), else {}."""
-    return {"emb": emb} if "emb" in inspect.signature(module.rerank).parameters else {}
 
 
 def save(size: str, out: Path, engine: str, batch_size: int, threads: int) -> None:
@@ -40,9 +33,10 @@ def save(size: str, out: Path, engine: str, batch_size: int, threads: int) -> No
     settings = Settings(engine=engine, batch_size=batch_size, threads=threads)
     with threadpool_limits(threads, user_api="blas"):
         t0 = time.perf_counter()
-        pools = _candidate_pools(ratings, emb, settings, None)
+        prep = recipe.prepare(ratings, emb, settings)
+        pools = recipe.candidates(prep, settings)
         t1 = time.perf_counter()
-        lists = rerank.rerank(ratings, pools, settings.top_k, settings, **_emb(rerank, emb))
+        lists = recipe.order(prep, settings, pools)
         t2 = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"{size} {engine}: neighbors {t1 - t0:.2f} s, rerank {t2 - t1:.2f} s, "

@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import resource
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
-from recs import evaluate, history, neighbors, publish, rerank, store, write
-from recs.embed import embed
-from recs.errors import QualityGateError
-from recs.ingest import load_dataset
-from recs.settings import Settings
-from recs.source import dataset_files, resolve_data, sha256_file
-from recs.validate import check_size
+from recs.core.settings import Settings
+from recs.core.types import Embeddings, RankedNeighbors
+from recs.quality import metrics
+from recs.stages import history, publish, recipe, store, write
+from recs.stages.embed import embed
+from recs.stages.ingest import load_dataset
+from recs.stages.source import dataset_files, resolve_data, sha256_file
+from recs.stages.validate import check_size
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +76,16 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
                 check_size(ratings, settings.dim, settings.top_k)
             with stages("embed"):
                 emb = embed(ratings, settings)
+            with stages("prepare"):
+                prep = recipe.prepare(ratings, emb, settings)
             with stages("neighbors"):
-                pools = _candidate_pools(ratings, emb, settings, progress)
+                pools = recipe.candidates(prep, settings, progress=progress)
             with stages("rerank"):
-                lists = rerank.rerank(ratings, pools, settings.top_k, settings, emb)
-                lists = write.sort_lists(lists)
+                lists = write.sort_lists(recipe.order(prep, settings, pools))
             with stages("quality"):
-                figures = _quality_gate(data, lists, settings)
+                pairs = data.last_pairs
+                figures = metrics.gate(pairs["query_id"], pairs["target_id"], lists,
+                                       settings.min_hr)
             inputs = hashes.result()
         stage = publish.staging_dir(out, run_id)
         with stages("write"):
@@ -121,23 +126,6 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
     return RunResult(run_id, run_dir, manifest)
 
 
-def _quality_gate(data, lists: rerank.RankedNeighbors, settings: Settings) -> dict[str, Any]:
-    """Next-watch HR@10 on each user's last pair and coverage@10; below --min-hr, refuse."""
-    pairs = data.last_pairs
-    figures = evaluate.quality(pairs["query_id"], pairs["target_id"], lists, k=10)
-    log.info(
-        "quality: next-watch HR@10 %.4f on %d users' last pairs (in-sample), coverage@10 %.3f",
-        figures["hr"], figures["holdout_pairs"], figures["coverage"],
-    )
-    if settings.min_hr is not None and figures["hr"] < settings.min_hr:
-        raise QualityGateError(
-            f"quality gate: next-watch HR@10 {figures['hr']:.4f} is below --min-hr "
-            f"{settings.min_hr}; nothing was published and `latest` still points to the "
-            "previous run: check the input, or lower --min-hr"
-        )
-    return figures
-
-
 def _counts(ratings, movies, emb, lists, changes, written: write.FileLog) -> dict[str, int]:
     return {
         "ratings": int(ratings.matrix.nnz),
@@ -166,36 +154,15 @@ def _manifest_of(run_dir: Path | None) -> dict[str, Any] | None:
         return None
 
 
-def _candidate_pools(
-    ratings, emb, settings: Settings, progress: Progress | None
-) -> neighbors.Neighbors:
-    """Each listed movie's `pool` nearest eligible movies by cosine, from the configured engine
-    (both engines give identical pools)."""
-    eligible = rerank.eligible(ratings, settings)
-    rows = np.flatnonzero(rerank.listed(ratings, settings))
-    pool = min(settings.pool, int(eligible.sum()) - 1)
-    with tempfile.TemporaryDirectory(prefix="recs-lancedb-") as tmp:
-        if settings.engine == "lancedb":
-            margin = pool + max(16, pool // 4)  # extra so the pool's edge is usually proven
-            table = store.write_table(Path(tmp), "staging", store.vector_table(emb))
-            propose = neighbors.lancedb_proposer(emb, eligible, margin, table)
-        else:
-            propose = neighbors.exact_proposer(emb, eligible, pool)  # its pools are proven
-        parts = []
-        for part in neighbors.topk(emb, pool, propose, eligible, settings.batch_size, rows):
-            parts.append(part)
-            if progress:
-                progress(len(part.movie_ids))
-    return neighbors.Neighbors.concat(parts)
-
-
-def _write_outputs(files: write.FileLog, movies, emb, lists: rerank.RankedNeighbors) -> None:
-    both = write.SharedGenres()  # Parquet and JSON show the same shared genres per pair
+def _write_outputs(
+    files: write.FileLog, movies: pa.Table, emb: Embeddings, lists: RankedNeighbors
+) -> None:
+    shared_genres = write.SharedGenres()  # Parquet and JSON show the same shared genres per pair
     write.write_parquet(files, "recommendations.parquet",
-                        write.recommendations_table(lists, movies, both))
+                        write.recommendations_table(lists, movies, shared_genres))
     write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
     write.write_parquet(files, "embeddings.parquet", store.vector_table(emb))
-    write.write_json(files, movies, lists, both)
+    write.write_json(files, movies, lists, shared_genres)
     write.write_assets(files)
 
 
@@ -208,8 +175,5 @@ def _peak_rss() -> int:
 
 
 def _versions() -> dict[str, str]:
-    import platform
-    from importlib.metadata import version
-
     names = ["recs", "duckdb", "numpy", "scipy", "lancedb", "pyarrow", "pydantic"]
     return {"python": platform.python_version(), **{n: version(n) for n in names}}

@@ -1,21 +1,35 @@
-"""The `recs` command line: a thin shell over the library. Imports happen inside commands so
-that each command loads only what it needs."""
+"""The `recs` command line: a thin shell over the library. Each command turns its flags into
+`Settings`, calls one library function, and turns domain errors into one line and an exit code.
+The flags that set a `Settings` field are generated from the field, so `--help`, the
+environment variables and the defaults cannot drift apart."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
+import types
+import typing
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from recs import __version__
-from recs.errors import RecsError
+from recs.core.errors import RecsError
+from recs.core.settings import Settings, default_text
+from recs.jobs import nightly
+from recs.quality.evaluate import evaluate as run_evaluation
+from recs.quality.evaluate import evaluate_lists, to_markdown
+from recs.stages import store
+from recs.stages.ingest import validate_folder
+from recs.stages.source import resolve_data
+from recs.tools.serve import serve as serve_folder
+from recs.tools.synth import write_synthetic
 
 log = logging.getLogger("recs")
 
@@ -33,8 +47,6 @@ def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pydantic import ValidationError
-
         try:
             return fn(*args, **kwargs)
         except RecsError as err:
@@ -56,11 +68,47 @@ def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def make_settings(**overrides: Any):
+def make_settings(**overrides: Any) -> Settings:
     """Settings from defaults, RECS_* variables, then the flags that were given."""
-    from recs.settings import Settings
-
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a Settings field: top_k -> --top-k."""
+    return "--" + name.replace("_", "-")
+
+
+def _click_type(annotation: Any) -> Any:
+    """The click type of a Settings field's annotation (Optional unwrapped)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return _click_type(args[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        return click.Choice(list(typing.get_args(annotation)))
+    if annotation is Path:
+        return click.Path(path_type=Path)
+    return annotation
+
+
+def _option(name: str, field: FieldInfo) -> Callable[[Callable], Callable]:
+    help_text = f"{field.description} [{Settings.env_name(name)}; {default_text(name)}]"
+    if field.annotation is bool:
+        return click.option(f"{flag(name)}/--no-{flag(name)[2:]}", name, default=None,
+                            help=help_text)
+    return click.option(flag(name), name, type=_click_type(field.annotation), default=None,
+                        help=help_text)
+
+
+def settings_options(*names: str) -> Callable[[Callable], Callable]:
+    """One click option per named Settings field (every field when none are named)."""
+    fields = Settings.model_fields
+
+    def decorate(fn: Callable) -> Callable:
+        for name in reversed(names or tuple(fields)):
+            fn = _option(name, fields[name])(fn)
+        return fn
+
+    return decorate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,59 +123,27 @@ def main(verbose: bool, quiet: bool) -> None:
         recs run --data ../shared/data/ml-latest-small
         recs similar "Toy Story (1995)"
     """
-    os.environ.setdefault("LANCEDB_LOG", "error")  # the Rust core's WARN lines are noise here
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
 
-data_option = click.option(
-    "--data", help="MovieLens folder, .zip, or http(s) URL of a zip [env RECS_DATA; "
-    "default: download ml-latest-small]."
-)
-cache_option = click.option(
-    "--cache", type=click.Path(path_type=Path), help="Download cache [RECS_CACHE]."
-)
-db_option = click.option(
-    "--db", type=click.Path(path_type=Path), help="LanceDB folder [RECS_DB; ~/.lancedb]."
-)
-table_option = click.option("--table", help="LanceDB table [RECS_TABLE; movielens_small].")
-
-
 @main.command()
-@data_option
-@click.option("--out", type=click.Path(path_type=Path), help="Output folder [RECS_OUT; ./output].")
-@db_option
-@table_option
-@cache_option
-@click.option("--dim", type=int, help="Embedding dimension [RECS_DIM; 64].")
-@click.option("--top-k", "top_k", type=int, help="Neighbours per movie [RECS_TOP_K; 10].")
-@click.option("--engine", type=click.Choice(["exact", "lancedb"]), help="Top-k engine.")
-@click.option("--threads", type=int, help="BLAS and DuckDB threads [RECS_THREADS; 2].")
-@click.option("--keep", type=int, help="Run folders to keep [RECS_KEEP; 7].")
-@click.option("--min-support", "min_support", type=int,
-              help="Ratings a movie needs to get a list and be in one [RECS_MIN_SUPPORT; 1].")
-@click.option("--history-days", "history_days", type=int,
-              help="Days of OUT/history partitions to keep [RECS_HISTORY_DAYS; 90].")
-@click.option("--min-hr", "min_hr", type=float,
-              help="Refuse to publish below this next-watch HR@10 (exit 3) [RECS_MIN_HR].")
-@click.option("--precompress/--no-precompress", default=None,
-              help="Also write .gz beside every JSON file [RECS_PRECOMPRESS; off].")
+@settings_options()
 @domain_errors
 def run(**options: Any) -> None:
     """Run the nightly job: read, embed, rank, and publish every movie's top-k.
 
     Writes a new run folder under OUT and switches OUT/latest to it only when every file is
     complete; replaces the LanceDB table in one step. Exit codes: 0 ok, 1 unexpected error,
-    2 bad input, 3 quality gate refused, 4 another run holds the lock.
+    2 bad input, 3 quality gate refused, 4 another run holds the lock. Every flag can also be
+    set by the environment variable in its help.
 
     \b
     Example:
         recs run --data ../shared/data/ml-latest-small --out output
     """
-    from jobs import nightly
-
     settings = make_settings(**options)
     with _progress("ranking movies") as progress:
         result = nightly.run(settings, progress=progress)
@@ -155,8 +171,7 @@ def summary(m: dict[str, Any], latest: Path) -> str:
 
 @main.command()
 @click.argument("query")
-@db_option
-@table_option
+@settings_options("db", "table")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many neighbours.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @domain_errors
@@ -171,8 +186,6 @@ def similar(query: str, db: Path | None, table: str | None, k: int, as_json: boo
         recs similar "Toy Story (1995)"
         recs similar 1 -k 5 --json
     """
-    from recs import store
-
     settings = make_settings(db=db, table=table)
     tbl = store.open_table(settings.resolved_db(), settings.table)
     matches = store.find_movies(tbl, query)
@@ -217,19 +230,16 @@ def serve(folder: Path | None, host: str, port: int, allow_remote: bool) -> None
         recs serve                      # output/latest on http://127.0.0.1:8000/
         recs serve output/runs/20261127T020000123456Z --port 8080
     """
-    from recs.serve import serve as serve_folder
-
     if folder is None:
         folder = make_settings().out / "latest"
     serve_folder(folder, host, port, allow_remote=allow_remote)
 
 
 @main.command()
-@data_option
-@cache_option
+@settings_options("data", "cache", "threads")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @domain_errors
-def validate(data: str | None, cache: Path | None, as_json: bool) -> None:
+def validate(data: str | None, cache: Path | None, threads: int | None, as_json: bool) -> None:
     """Check the input files the way `recs run` would, and report; publishes nothing.
 
     Exits 2 with one line (file, line, column, what to do) on the first fatal problem;
@@ -239,10 +249,7 @@ def validate(data: str | None, cache: Path | None, as_json: bool) -> None:
     Example:
         recs validate --data ../shared/data/ml-latest-small
     """
-    from recs.source import resolve_data
-    from recs.validate import validate_folder
-
-    settings = make_settings(data=data, cache=cache)
+    settings = make_settings(data=data, cache=cache, threads=threads)
     report = validate_folder(resolve_data(settings.data, settings.cache), settings.threads)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
@@ -254,8 +261,7 @@ def validate(data: str | None, cache: Path | None, as_json: bool) -> None:
 
 
 @main.command()
-@data_option
-@cache_option
+@settings_options("data", "cache", "dim", "threads")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md",
               show_default=True, help="Markdown table or JSON.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -265,13 +271,11 @@ def validate(data: str | None, cache: Path | None, as_json: bool) -> None:
 @click.option("--pairs", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Next-watch test pairs per user (each user's last ones).")
 @click.option("--dataset-name", help="Name in the table's title [default: the folder].")
-@click.option("--dim", type=int, help="Embedding dimension of the configured recipe [RECS_DIM].")
-@click.option("--threads", type=int, help="DuckDB threads [RECS_THREADS; 2].")
 @click.option("--lists", "lists_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Score this Parquet file of lists (movie_id, rank, neighbor_id) on the "
                    "next-watch split instead of training the recipes.")
 @domain_errors
-def evaluate(data, cache, fmt, seed, k, pairs, dataset_name, dim, threads, lists_file) -> None:
+def evaluate(data, cache, dim, threads, fmt, seed, k, pairs, dataset_name, lists_file) -> None:
     """Score the configured recipe and the baselines on held-out events.
 
     Next-watch HR@k/NDCG@k (95% bootstrap over users), co-liked recall on held-out users,
@@ -285,10 +289,6 @@ def evaluate(data, cache, fmt, seed, k, pairs, dataset_name, dim, threads, lists
         recs evaluate --data ../shared/data/ml-100k --dataset-name ml-100k --format md
         recs evaluate --data ../shared/data/ml-latest-small --lists other_lists.parquet
     """
-    from recs.evaluate import evaluate as run_evaluation
-    from recs.evaluate import evaluate_lists, to_markdown
-    from recs.source import resolve_data
-
     settings = make_settings(data=data, cache=cache, dim=dim, threads=threads)
     folder = resolve_data(settings.data, settings.cache)
     if lists_file is not None:
@@ -318,8 +318,6 @@ def synth(out: Path, users: int, movies: int, ratings: int, seed: int) -> None:
     Example:
         recs synth --users 162000 --movies 62000 --ratings 25000000 /tmp/ml-25m-synth
     """
-    from recs.synth import write_synthetic
-
     try:
         info = write_synthetic(out, users, movies, ratings, seed)
     except ValueError as err:

@@ -84,8 +84,8 @@ def write_dataset(
 def run_tiny(data: Path, root: Path, **overrides):
     """The nightly job on a tiny folder: dim 2, top 3, out/ and db/ under `root`;
     `overrides` are further Settings fields."""
-    from jobs import nightly
-    from recs.settings import Settings
+    from recs.core.settings import Settings
+    from recs.jobs import nightly
 
     return nightly.run(Settings(data=str(data), out=root / "out", db=root / "db", dim=2,
                                 top_k=3, **overrides))
@@ -93,7 +93,7 @@ def run_tiny(data: Path, root: Path, **overrides):
 
 def fake_run(out: Path, run_id: str) -> Path:
     """Publish a run `run_id` under `out` whose only file, marker, holds its id; its folder."""
-    from recs import publish
+    from recs.stages import publish
 
     stage = publish.staging_dir(out, run_id)
     (stage / "marker").write_text(run_id)
@@ -110,8 +110,8 @@ def make_dataset(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def small_run(ml_small: Path, tmp_path_factory: pytest.TempPathFactory):
-    from jobs import nightly
-    from recs.settings import Settings
+    from recs.core.settings import Settings
+    from recs.jobs import nightly
 
     root = tmp_path_factory.mktemp("small_run")
     settings = Settings(data=str(ml_small), out=root / "out", db=root / "lancedb",

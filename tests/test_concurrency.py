@@ -18,8 +18,8 @@ from jobtools import (
     verify_run,
 )
 
-from recs import publish
-from recs.synth import write_synthetic
+from recs.stages import publish
+from recs.tools.synth import write_synthetic
 
 
 def listing(root) -> list[tuple[str, int]]:
@@ -35,7 +35,7 @@ def test_second_run_exits_4_and_never_disturbs_the_first(tmp_path):
     out, db = tmp_path / "out", tmp_path / "db"
     first = Job(cli_args(data, out, db))
     try:
-        first.wait_for("recs.source:")  # logged only once the lock is held
+        first.wait_for("recs.stages.source:")  # logged only once the lock is held
         os.kill(first.proc.pid, signal.SIGSTOP)
         before = listing(out), listing(db)
 

@@ -32,10 +32,10 @@ from jobtools import (
     verify_run,
 )
 
-from jobs import nightly
-from recs import publish
-from recs.settings import Settings
-from recs.synth import write_synthetic
+from recs.core.settings import Settings
+from recs.jobs import nightly
+from recs.stages import publish
+from recs.tools.synth import write_synthetic
 
 # the child kills itself: nothing after this line runs, no finally, no atexit
 DIE = "import os, signal\ndef _die(*a, **k):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -52,16 +52,16 @@ def _kill_at_replace_of(name: str) -> str:
     )
 
 
-AT_PUBLISH = DIE + "import recs.publish\nrecs.publish.publish = _die\n"
+AT_PUBLISH = DIE + "import recs.stages.publish\nrecs.stages.publish.publish = _die\n"
 AT_LATEST_SWITCH = _kill_at_replace_of("latest")
 AT_HISTORY_SWITCH = _kill_at_replace_of("recommendations.parquet")
 IN_LANCEDB_WRITE = DIE + (
-    "import threading, recs.store\n"
-    "_write = recs.store.write_table\n"
+    "import threading, recs.stages.store\n"
+    "_write = recs.stages.store.write_table\n"
     "def _patched(*a, **k):\n"
     "    threading.Timer(0.01, _die).start()\n"
     "    return _write(*a, **k)\n"
-    "recs.store.write_table = _patched\n"
+    "recs.stages.store.write_table = _patched\n"
 )
 # prune's rmtree of an old run gets halfway, then the process dies
 MID_PRUNE = DIE + (
@@ -93,11 +93,11 @@ class Point:
 
 
 POINTS = [
-    Point("reading", after="recs.source:"),
-    Point("mid-neighbors", after="recs.embed:", delay=0.1),
-    Point("mid-json-write", after="recs.neighbors:", delay=0.25),
+    Point("reading", after="recs.stages.source:"),
+    Point("mid-neighbors", after="recs.stages.embed:", delay=0.1),
+    Point("mid-json-write", after="recs.stages.neighbors:", delay=0.25),
     Point("mid-lancedb-write", prelude=IN_LANCEDB_WRITE, may_finish=True),
-    Point("after-lancedb-write", after="recs.store:"),
+    Point("after-lancedb-write", after="recs.stages.store:"),
     Point("at-publish", prelude=AT_PUBLISH, latest="A", lance="B"),
     Point("at-latest-switch", prelude=AT_LATEST_SWITCH, latest="A", lance="B"),
     Point("at-history-switch", prelude=AT_HISTORY_SWITCH, latest="B", lance="B"),

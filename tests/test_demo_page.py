@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from recs.serve import make_server
+from recs.tools.serve import make_server
 
 PAGE = Path(__file__).resolve().parents[1] / "recs" / "assets" / "index.html"
 RUN_ID = "20261127T020000Z"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from jobtools import RUN_RELATIVE, content_hashes, verify_run
 
-from jobs import nightly
+from recs.jobs import nightly
 
 RUN_IDS = ("run_id", "previous_run_id")
 

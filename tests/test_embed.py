@@ -7,12 +7,13 @@ import pytest
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
-from recs.embed import BlockedProducts, embed, movie_vectors, svd_input, truncated_svd
-from recs.errors import InputError
-from recs.evaluate import recipe_lists
-from recs.ingest import Ratings
-from recs.rerank import co_counts, eligible, listed, watched_by
-from recs.settings import Settings
+from recs.core.errors import InputError
+from recs.core.settings import Settings
+from recs.core.types import Neighbors, Ratings
+from recs.quality.evaluate import recipe_lists
+from recs.stages.embed import BlockedProducts, embed, movie_vectors, svd_input, truncated_svd
+from recs.stages.recipe import eligible
+from recs.stages.rerank import Counts, co_counts, rerank, watched_by
 
 
 def two_groups(seed: int = 0) -> Ratings:
@@ -56,7 +57,6 @@ def test_min_support_decides_who_gets_lists_and_who_appears():
     ratings = Ratings(sparse.csr_array(dense), np.arange(3), np.array([5, 6, 7, 8]))
     settings = Settings(min_support=2)
     assert eligible(ratings, settings).tolist() == [True, True, False, False]
-    assert np.array_equal(listed(ratings, settings), eligible(ratings, settings))
 
 
 def test_co_counts_count_users_who_rated_both():
@@ -71,12 +71,10 @@ def test_rerank_puts_the_most_co_watched_first_and_reports_co_watchers():
     dense = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1], [0, 0, 0, 1]])
     ratings = Ratings(sparse.csr_array(dense.astype(np.float32)), np.arange(5),
                       np.array([10, 20, 30, 40]))
-    from recs.neighbors import Neighbors
-    from recs.rerank import rerank
-
     pools = Neighbors(np.array([10]), np.array([[30, 40, 20]]),
                       np.array([[0.9, 0.8, 0.5]], np.float32))
-    out = rerank(ratings, pools, 3, Settings(rerank_pop_power=0.0, rerank_cos_power=1.0))
+    settings = Settings(rerank_pop_power=0.0, rerank_cos_power=1.0)
+    out = rerank(Counts.of(ratings, settings), pools, 3, settings)
     assert out.neighbor_ids.tolist() == [[20, 30, 40]]
     assert out.co_watchers.tolist() == [[3, 1, 0]]
     np.testing.assert_allclose(out.scores, [[1.5, 0.9, 0.0]], rtol=1e-6)

@@ -8,23 +8,19 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from recs.baselines import dense_lists, ease_rows
-from recs.evaluate import (
-    Events,
+from recs.core.ranking import top_dense
+from recs.core.settings import Settings
+from recs.core.types import Neighbors
+from recs.quality.baselines import dense_lists, ease_rows
+from recs.quality.evaluate import evaluate
+from recs.quality.metrics import (
     catalog_health,
     co_liked_recall,
-    evaluate,
-    events_matrix,
     hit_ranks,
-    load_events,
     next_watch_scores,
-    next_watch_split,
     quality,
-    user_split,
 )
-from recs.neighbors import Neighbors
-from recs.ranking import top_dense
-from recs.settings import Settings
+from recs.quality.splits import Events, events_matrix, load_events, next_watch_split, user_split
 
 
 def events(rows: list[tuple[int, int, float, int]]) -> Events:
@@ -179,7 +175,7 @@ def test_quality_gate_measures_given_lists(tmp_path):
 
 
 def test_close_watch_baseline_ranks_by_close_watchers_then_co_watchers():
-    from recs.baselines import close_watch_recipe
+    from recs.quality.baselines import close_watch_recipe
 
     # users 1-3 watch 10, 20, 50, 60, 30 in that order; user 4 watches 10 then 40
     rows = [(u, m, 4.0, t) for u in (1, 2, 3) for t, m in enumerate((10, 20, 50, 60, 30))]
@@ -206,7 +202,7 @@ def write_lists(path: Path, rows: list[tuple[int, int, int]]) -> Path:
 
 
 def test_read_lists_orders_by_rank_and_cuts_at_k(tmp_path):
-    from recs.evaluate import read_lists
+    from recs.quality.evaluate import read_lists
 
     path = write_lists(tmp_path / "l.parquet", [(7, 3, 30), (2, 1, 9), (7, 1, 10), (7, 2, 20),
                                                  (2, 5, 8)])  # rank 5 right after rank 1
@@ -216,7 +212,7 @@ def test_read_lists_orders_by_rank_and_cuts_at_k(tmp_path):
 
 
 def test_a_list_file_is_scored_reproducibly_on_the_next_watch_split(tmp_path):
-    from recs.evaluate import evaluate_lists
+    from recs.quality.evaluate import evaluate_lists
 
     folder = write_folder(tmp_path / "d", two_groups())
     split = next_watch_split(load_events(folder), pairs=3)
@@ -242,8 +238,8 @@ def test_a_list_file_without_the_columns_is_refused_by_name(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recs.errors import InputError
-    from recs.evaluate import read_lists
+    from recs.core.errors import InputError
+    from recs.quality.evaluate import read_lists
 
     path = tmp_path / "movies.parquet"
     pq.write_table(pa.table({"movie_id": [1], "neighbor_id": [2]}), path)

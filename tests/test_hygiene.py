@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from conftest import run_tiny, two_groups, write_dataset
 from jobtools import TIMEOUT_S, verify_run
 
-from jobs import nightly
-from recs import write
 from recs.cli import main
+from recs.jobs import nightly
+from recs.stages import write
 
 HOSTILE = {
     10: 'Say "Hi" to the \\ back\\slash (2001)',

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recs import ingest
-from recs.ingest import (
+from recs.core.sql import load_sql
+from recs.stages import ingest
+from recs.stages.ingest import (
     build_matrix,
     connect,
     load_dataset,
@@ -18,7 +19,6 @@ from recs.ingest import (
     ratings_matrix,
     read_dataset,
 )
-from recs.sqlfiles import load_sql
 
 MOVIES = (
     "movieId,title,genres\n"
@@ -138,7 +138,7 @@ def test_no_duplicates_no_warning(tmp_path: Path) -> None:
 
 def test_ratings_of_unlisted_movies_are_dropped(tmp_path: Path, caplog) -> None:
     folder = write(tmp_path, "1,10,4.0,1\n1,99,5.0,2\n2,99,3.0,3\n2,98,1.0,4\n2,20,2.0,5\n")
-    with caplog.at_level(logging.WARNING, logger="recs.ingest"):
+    with caplog.at_level(logging.WARNING, logger="recs.stages.ingest"):
         data = load_dataset(folder)
     assert dense(folder) == {(1, 10): 4.0, (2, 20): 2.0}
     assert data.counts["unlisted_ratings"] == 3 and data.counts["unlisted_movies"] == 2

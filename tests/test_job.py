@@ -106,7 +106,7 @@ def test_lists_are_sorted_by_score_then_cosine(small_run):
 
 
 def test_lancedb_table_answers_through_content(small_run):
-    from recs import store
+    from recs.stages import store
 
     settings, _ = small_run
     table = store.open_table(settings.resolved_db(), settings.table)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recs import neighbors as nb
-from recs import store
-from recs.embed import Embeddings, normalize_rows
+from recs.core.types import Embeddings
+from recs.stages import neighbors as nb
+from recs.stages import store
+from recs.stages.embed import normalize_rows
 
 
 def circle(n: int) -> Embeddings:
@@ -69,9 +70,9 @@ def test_shards_in_any_order_give_the_same_lists():
 
 @pytest.fixture(scope="module")
 def small_embeddings(ml_small):
-    from recs.embed import embed
-    from recs.ingest import read_dataset
-    from recs.settings import Settings
+    from recs.core.settings import Settings
+    from recs.stages.embed import embed
+    from recs.stages.ingest import read_dataset
 
     ratings, movies = read_dataset(ml_small)
     return embed(ratings, Settings(dim=32)), movies

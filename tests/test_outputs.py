@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_tiny, two_groups
 
-from jobs import nightly
-from recs import history, write
-from recs.settings import Settings
+from recs.core.settings import Settings
+from recs.jobs import nightly
+from recs.stages import history, write
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:

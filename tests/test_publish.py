@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import fake_run, run_tiny
 
-from recs import publish
 from recs.cli import main
-from recs.errors import RunLockedError
+from recs.core.errors import RunLockedError
+from recs.stages import publish
 
 
 def test_second_holder_of_the_lock_fails_at_once(tmp_path):
@@ -29,7 +29,7 @@ def test_run_while_another_process_holds_the_lock_exits_4(make_dataset, tmp_path
     out.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from recs.publish import run_lock\n"
+         "import sys, time; from pathlib import Path; from recs.stages.publish import run_lock\n"
          f"with run_lock(Path({str(out)!r})):\n    print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from recs import rerank
-from recs.embed import Embeddings, normalize_rows
-from recs.ingest import Ratings
-from recs.neighbors import Neighbors
-from recs.ranking import tie_hash
-from recs.settings import Settings
+from recs.core.ranking import tie_hash
+from recs.core.settings import Settings
+from recs.core.types import Embeddings, Neighbors, Ratings
+from recs.stages import rerank
+from recs.stages.embed import normalize_rows
 
 
 def ratings_of(pairs: list[tuple[int, int]], n_users: int, movie_ids: list[int]) -> Ratings:
@@ -21,6 +20,11 @@ def ratings_of(pairs: list[tuple[int, int]], n_users: int, movie_ids: list[int])
                          shape=(n_users, len(movie_ids)))
     return Ratings(matrix=m, user_ids=np.arange(n_users, dtype=np.int64) + 1,
                    movie_ids=np.array(movie_ids, np.int64))
+
+
+def rerank_of(r: Ratings, pools: Neighbors, k: int, settings: Settings, *args, **kwargs):
+    """`rerank.rerank` with the counts of `r` built for `settings`."""
+    return rerank.rerank(rerank.Counts.of(r, settings), pools, k, settings, *args, **kwargs)
 
 
 def test_co_counts_count_users_who_rated_both():
@@ -37,7 +41,7 @@ def test_score_is_cosine_times_co_watchers_over_popularity():
     pairs = [(u, 0) for u in range(4)] + [(u, 1) for u in range(2)] + [(u, 2) for u in range(8)]
     r = ratings_of(pairs, 8, [10, 20, 30])
     pools = Neighbors(np.array([10]), np.array([[20, 30]]), np.array([[0.9, 0.5]], np.float32))
-    got = rerank.rerank(r, pools, 2, Settings(rerank_pop_power=1.0, rerank_cos_power=1.0))
+    got = rerank_of(r, pools, 2, Settings(rerank_pop_power=1.0, rerank_cos_power=1.0))
     # 20: 0.9 * 2 / 2 = 0.9; 30: 0.5 * 4 / 8 = 0.25
     assert got.neighbor_ids.tolist() == [[20, 30]]
     assert np.allclose(got.scores, [[0.9, 0.25]])
@@ -50,7 +54,7 @@ def test_equal_scores_go_by_cosine_then_pair_hash():
     r = ratings_of([(0, c) for c in range(5)], 1, [1, 2, 3, 4, 5])
     cos = np.array([[0.5, 0.7, 0.5, 0.5]], np.float32)
     pools = Neighbors(np.array([1]), np.array([[2, 3, 4, 5]]), cos)
-    got = rerank.rerank(r, pools, 4, Settings(rerank_pop_power=0.0))
+    got = rerank_of(r, pools, 4, Settings(rerank_pop_power=0.0))
     assert got.neighbor_ids[0, 0] == 3  # highest score (cosine 0.7)
     rest = np.array([2, 4, 5])
     expected = rest[np.argsort(tie_hash(np.array([1]), rest))]
@@ -61,7 +65,7 @@ def test_missing_candidates_stay_empty():
     r = ratings_of([(0, 0), (0, 1)], 1, [1, 2])
     pools = Neighbors(np.array([1]), np.array([[2, -1, -1]]), np.array([[0.3, -np.inf, -np.inf]],
                                                                        np.float32))
-    got = rerank.rerank(r, pools, 3, Settings())
+    got = rerank_of(r, pools, 3, Settings())
     assert got.neighbor_ids.tolist() == [[2, -1, -1]]
     assert got.co_watchers.tolist() == [[1, 0, 0]]
     assert np.all(np.isneginf(got.scores[0, 1:]))
@@ -91,8 +95,8 @@ def test_the_order_hint_and_threads_do_not_change_the_lists():
     cos = np.sort(rng.random((n_movies, 30)).astype(np.float32), axis=1)[:, ::-1].copy()
     cos[ids < 0] = -np.inf
     pools = Neighbors(r.movie_ids, ids, cos)
-    plain = rerank.rerank(r, pools, 10, Settings())
-    hinted = rerank.rerank(r, pools, 10, Settings(), emb, threads=2)
+    plain = rerank_of(r, pools, 10, Settings())
+    hinted = rerank_of(r, pools, 10, Settings(), emb, threads=2)
     for field in ("neighbor_ids", "scores", "cosine", "co_watchers"):
         assert np.array_equal(getattr(plain, field), getattr(hinted, field)), field
 
@@ -119,7 +123,7 @@ def timed_ratings(histories: list[list[tuple[int, int]]], n_movies: int) -> Rati
     users = [u for u, h in enumerate(histories) for _ in h]
     cols = [c for h in histories for c, _ in h]
     times = [t for h in histories for _, t in h]
-    from recs.ingest import csr_with_times
+    from recs.stages.ingest import csr_with_times
 
     m, rated_at = csr_with_times(np.array(users), np.array(cols), np.full(len(cols), 4.0),
                                  np.array(times), (len(histories), n_movies))
@@ -184,19 +188,19 @@ def test_close_watchers_weigh_in_the_score():
     pools = Neighbors(np.array([100]), np.array([[102, 101]]),
                       np.array([[0.64, 0.36]], np.float32))
     s = Settings(rerank_pop_power=0.0, rerank_cos_power=0.5, close_window=1, close_weight=3.0)
-    got = rerank.rerank(r, pools, 2, s)
+    got = rerank_of(r, pools, 2, s)
     # 101: sqrt(0.36) * (2 + 3 * 1) = 3.0; 102: sqrt(0.64) * (2 + 3 * 0) = 1.6
     assert got.neighbor_ids.tolist() == [[101, 102]]
     assert got.close_watchers.tolist() == [[1, 0]] and got.co_watchers.tolist() == [[2, 2]]
     np.testing.assert_allclose(got.scores, [[3.0, 1.6]], rtol=1e-6)
-    off = rerank.rerank(r, pools, 2, s.model_copy(update={"close_weight": 0.0}))
+    off = rerank_of(r, pools, 2, s.model_copy(update={"close_weight": 0.0}))
     assert off.neighbor_ids.tolist() == [[102, 101]] and off.close_watchers.tolist() == [[0, 0]]
 
 
 def test_without_rating_times_close_watchers_are_zero():
     r = ratings_of([(0, 0), (0, 1), (1, 0), (1, 1)], 2, [1, 2])
     pools = Neighbors(np.array([1]), np.array([[2]]), np.array([[0.5]], np.float32))
-    got = rerank.rerank(r, pools, 1, Settings())
+    got = rerank_of(r, pools, 1, Settings())
     assert got.co_watchers.tolist() == [[2]] and got.close_watchers.tolist() == [[0]]
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from recs.errors import InputError
-from recs.serve import is_loopback, make_server
+from recs.core.errors import InputError
+from recs.tools.serve import is_loopback, make_server
 
 SECRET = "top secret, outside the served folder"
 

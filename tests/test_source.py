@@ -1,4 +1,4 @@
-"""recs.source: every kind of --data input, the cache, and the errors, against 127.0.0.1 only."""
+"""recs.stages.source: every kind of --data input, the cache, and the errors, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from recs import source
-from recs.errors import InputError
-from recs.source import DEFAULT_PINS, dataset_files, resolve_data, sha256_file
+from recs.core.errors import InputError
+from recs.stages import source
+from recs.stages.source import DEFAULT_PINS, dataset_files, resolve_data, sha256_file
 
 REAL = Path("/work/shared/data")
 needs_real = pytest.mark.skipif(not (REAL / "ml-latest-small").is_dir(), reason="no shared data")
@@ -178,7 +178,7 @@ def test_zip_is_extracted_once_keyed_by_content(
 ) -> None:
     cache = tmp_path / "cache"
     archive = make_zip(tmp_path / "a.zip", LATEST, prefix)
-    with caplog.at_level(logging.INFO, logger="recs.source"):
+    with caplog.at_level(logging.INFO, logger="recs.stages.source"):
         folder = resolve_data(str(archive), cache)
     assert folder.parent == cache and folder.name.startswith("zip-")
     assert {n: p.read_bytes() for n, p in dataset_files(folder).items()} == LATEST
@@ -186,7 +186,7 @@ def test_zip_is_extracted_once_keyed_by_content(
     # the same bytes under another name: a cache hit, nothing extracted again
     copy = shutil.copy(archive, tmp_path / "renamed.zip")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="recs.source"):
+    with caplog.at_level(logging.INFO, logger="recs.stages.source"):
         assert resolve_data(str(copy), cache) == folder
     assert "cache hit" in caplog.text
     assert cache_entries(cache) == [folder.name]
@@ -357,7 +357,7 @@ def test_killed_download_leaves_no_entry(tmp_path: Path, server: Server) -> None
     body = make_zip(tmp_path / "d.zip", LATEST | {"pad.bin": os.urandom(200_000)}).read_bytes()
     server.files["/slow.zip"] = body
     cache = tmp_path / "cache"
-    code = "import sys; from pathlib import Path; from recs.source import resolve_data; "
+    code = "import sys; from pathlib import Path; from recs.stages.source import resolve_data; "
     code += "resolve_data(sys.argv[1], Path(sys.argv[2]))"
     proc = subprocess.Popen([sys.executable, "-c", code, server.url("/slow.zip"), str(cache)])
     try:
@@ -437,14 +437,14 @@ def test_default_dataset_downloads_verifies_and_then_stays_offline(
     server.files["/ml-latest-small.zip"] = real_small_zip
     cache = tmp_path / "cache"
     url = server.url("/ml-latest-small.zip")
-    with caplog.at_level(logging.INFO, logger="recs.source"):
+    with caplog.at_level(logging.INFO, logger="recs.stages.source"):
         folder = resolve_data(None, cache, default_url=url)
     assert folder == cache / "ml-latest-small"
     assert {n: sha256_file(folder / n) for n in DEFAULT_PINS} == dict(DEFAULT_PINS)
     assert f"downloaded {url}" in caplog.text
     server.stop()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="recs.source"):
+    with caplog.at_level(logging.INFO, logger="recs.stages.source"):
         assert resolve_data(None, cache, default_url=url) == folder
     assert "cache hit" in caplog.text
     assert server.hits == ["/ml-latest-small.zip"]

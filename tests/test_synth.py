@@ -1,4 +1,4 @@
-"""recs.synth: a synthetic MovieLens folder with the right format, counts and shape."""
+"""recs.tools.synth: a synthetic MovieLens folder with the right format, counts and shape."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from scipy import sparse
 from scipy.sparse.linalg import svds
 
-from recs.ingest import read_dataset
-from recs.synth import GENRES, NO_GENRES, write_synthetic
+from recs.stages.ingest import read_dataset
+from recs.tools.synth import GENRES, NO_GENRES, write_synthetic
 
 USERS, MOVIES, RATINGS = 1500, 3000, 120_000
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from recs.errors import InputError
-from recs.ingest import Ratings, read_dataset
-from recs.validate import check_size, line_of_record, validate_folder
+from recs.core.errors import InputError
+from recs.core.types import Ratings
+from recs.stages.ingest import read_dataset, validate_folder
+from recs.stages.validate import check_size, line_of_record
 
 RATINGS = (
     "userId,movieId,rating,timestamp\n"
@@ -260,9 +261,9 @@ def test_line_of_record_matches_the_csv_module(
     import csv
     import random
 
-    import recs.validate
+    import recs.stages.validate
 
-    monkeypatch.setattr(recs.validate, "_BLOCK", block)  # small blocks cross every boundary
+    monkeypatch.setattr(recs.stages.validate, "_BLOCK", block)  # small blocks cross every boundary
     rng = random.Random(block)
     for trial in range(40):
         rows = ["movieId,title,genres"]

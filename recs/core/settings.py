@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     threads: int = Field(2, ge=1, description="BLAS, DuckDB and sparse-product threads")
     seed: int = Field(0, description="seed for every random choice (SVD start vector, holdouts)")
     keep: int = Field(7, ge=1, description="run folders to keep after a successful publish")
-    # the recipe, chosen by `recs evaluate` (next-watch HR@10 on a validation split)
+    # the recipe: how each default was chosen is in docs/quality.md
     svd_binary: bool = Field(True, description="factor 1 where rated instead of the stars")
     svd_user_power: float = Field(
         0.5, ge=0, le=2, description="divide each user's row by (her ratings) ** this"
@@ -56,22 +56,16 @@ class Settings(BaseSettings):
     svd_oversample: int = Field(
         16, ge=0, le=512, description="randomized SVD: extra columns beyond --dim in the block"
     )
-    # 1: every rated movie gets a list (next-watch HR@10 at 1, 2 and 3 differed by less than
-    # 0.002 on ml-latest-small). Raise it to keep rarely rated movies out of every list.
     min_support: int = Field(
         1, ge=1, description="movies with fewer ratings get no list and are in no list"
     )
     pool: int = Field(100, ge=1, description="SVD candidates per movie the re-rank orders")
-    # 0.3: best on validation splits inside training on both datasets, at every pool size
     rerank_pop_power: float = Field(
         0.3, ge=0, le=2, description="re-rank score: divide by (ratings of the candidate) ** this"
     )
     rerank_cos_power: float = Field(
         0.5, ge=0, le=4, description="re-rank score: multiply by max(cosine, 0) ** this"
     )
-    # window 5, weight 3: bench/tune_rerank.py, next-watch HR@10 on validation splits inside
-    # training of ml-latest-small and ml-100k: 1.146x and 1.173x EASE's. The best pool-100 point
-    # (window 10, weight 10, popularity power 0.2) is 0.004 HR higher, at twice the lookups
     close_window: int = Field(
         5, ge=1, le=50,
         description="close watchers rated both movies at most this many ratings apart",
@@ -90,3 +84,18 @@ class Settings(BaseSettings):
 
     def resolved_db(self) -> Path:
         return self.db.expanduser()
+
+    @classmethod
+    def env_name(cls, name: str) -> str:
+        """The environment variable that sets field `name`: top_k -> RECS_TOP_K."""
+        return f"{cls.model_config['env_prefix']}{name.upper()}"
+
+
+def default_text(name: str) -> str:
+    """A field's default as `--help` and the README show it (the home folder as ~)."""
+    default = Settings.model_fields[name].get_default(call_default_factory=True)
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default).replace(str(Path.home()), "~", 1)

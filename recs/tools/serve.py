@@ -16,7 +16,7 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from recs.errors import InputError
+from recs.core.errors import InputError
 
 log = logging.getLogger(__name__)
 

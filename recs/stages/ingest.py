@@ -1,7 +1,7 @@
 """Read a MovieLens folder with DuckDB: the sparse ratings matrix and the movie table.
 
-Each CSV is read once, and checked on that same scan (recs.validate): a bad input raises
-recs.errors.InputError with one line naming the file, the line and what to do; odd but usable
+Each CSV is read once, and checked on that same scan (recs.stages.validate): a bad input raises
+recs.core.errors.InputError with one line naming the file, the line and what to do; odd but usable
 inputs (duplicate ratings, ratings of unlisted movies, missing links) are counted and logged.
 
 load_dataset reads ratings.csv straight into narrow numpy columns (sql/ratings_columns.sql) and
@@ -28,9 +28,10 @@ import pyarrow as pa
 from numpy.typing import NDArray
 from scipy import sparse
 
-from recs.errors import InputError
-from recs.sqlfiles import load_sql
-from recs.validate import HEADERS, TABLES, Problem, check_file, check_loaded, odd_inputs
+from recs.core.errors import InputError
+from recs.core.sql import load_sql
+from recs.core.types import Ratings
+from recs.stages.validate import HEADERS, TABLES, Problem, check_file, check_loaded, odd_inputs
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +40,6 @@ _MAX_TIME = 10**14  # s: recency keys clamp times to this (as rating_triplets_la
 _CHUNK = 1 << 22  # ratings per numpy pass where a pass over all would need float64 copies
 
 
-@dataclass(frozen=True)
-class Ratings:
-    """The users x movies ratings pivot, sparse, with the ids of its rows and columns.
-
-    matrix: (n_users, n_movies) float32 CSR, 0.5-5.0 stars where rated, no stored zeros,
-    sorted indices. user_ids: (n_users,) int64, ascending. movie_ids: (n_movies,) int64,
-    ascending. rated_at: (nnz,) int64 seconds of each stored rating, aligned with matrix.data
-    (the order in which each user rated); None when unknown.
-    """
-
-    matrix: sparse.csr_array
-    user_ids: NDArray[np.int64]
-    movie_ids: NDArray[np.int64]
-    rated_at: NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +51,7 @@ class Dataset:
 
     counts: rows per file (ratings_rows, movies_rows, links_rows), ratings_used (matrix nnz),
     users, movies_rated (matrix columns), movies_listed, duplicates, unlisted_ratings,
-    unlisted_movies. problems: odd-but-usable inputs found (see recs.validate).
+    unlisted_movies. problems: odd-but-usable inputs found (see recs.stages.validate).
     """
 
     ratings: Ratings
@@ -483,3 +470,21 @@ def read_dataset(folder: Path, threads: int = 2) -> tuple[Ratings, pa.Table]:
     """The ratings matrix and movie table of the MovieLens folder `folder`, checked."""
     data = load_dataset(folder, threads)
     return data.ratings, data.movies
+
+
+def validate_folder(folder: Path, threads: int = 2) -> dict[str, Any]:
+    """Run every input check on a MovieLens-latest folder and report; publishes nothing.
+
+    Raises InputError on the first fatal problem. Returns {"folder", "ok": True, "counts":
+    {rows per file, ratings_used, users, movies_rated, movies_listed}, "warnings": [{"code",
+    "count", "message"}], "seconds"}.
+    """
+    started = time.perf_counter()
+    data = load_dataset(Path(folder), threads)
+    return {
+        "folder": str(folder),
+        "ok": True,
+        "counts": dict(data.counts),
+        "warnings": [p.as_dict() for p in data.problems],
+        "seconds": round(time.perf_counter() - started, 3),
+    }

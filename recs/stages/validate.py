@@ -11,7 +11,7 @@ their line and column instead of failing the scan. Then, cheapest first:
 3. one aggregate over the loaded table: rows that break a value rule, and repeated movieIds.
    Only when it finds some does a second, text-only scan locate the first such row.
 
-Anything fatal raises recs.errors.InputError with one line: the file as given, the line (and
+Anything fatal raises recs.core.errors.InputError with one line: the file as given, the line (and
 column), what is wrong, what to do, e.g.
 `data/ratings.csv line 5, column 3: rating 7.0 is outside 0.5-5.0 stars; fix or remove the row`.
 
@@ -40,7 +40,6 @@ import csv
 import io
 import itertools
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +48,9 @@ from typing import Any
 
 import duckdb
 
-from recs.errors import InputError
-from recs.sqlfiles import load_sql
+from recs.core.errors import InputError
+from recs.core.sql import load_sql
+from recs.core.types import Ratings
 
 log = logging.getLogger(__name__)
 
@@ -361,8 +361,8 @@ def odd_inputs(
     return found
 
 
-def check_size(ratings: Any, dim: int, top_k: int) -> None:
-    """Raise InputError when `ratings` (recs.ingest.Ratings) is too small for `dim` or `top_k`.
+def check_size(ratings: Ratings, dim: int, top_k: int) -> None:
+    """Raise InputError when `ratings` is too small for `dim` or `top_k`.
 
     The truncated SVD needs dim < min(users, movies); each movie's list holds other movies,
     so top_k <= movies - 1.
@@ -385,22 +385,3 @@ def check_size(ratings: Any, dim: int, top_k: int) -> None:
             f"use --top-k {n_movies - 1} or less, or more data"
         )
 
-
-def validate_folder(folder: Path, threads: int = 2) -> dict[str, Any]:
-    """Run every input check on a MovieLens-latest folder and report; publishes nothing.
-
-    Raises InputError on the first fatal problem. Returns {"folder", "ok": True, "counts":
-    {rows per file, ratings_used, users, movies_rated, movies_listed}, "warnings": [{"code",
-    "count", "message"}], "seconds"}.
-    """
-    from recs.ingest import load_dataset  # ingest imports this module: import at call time
-
-    started = time.perf_counter()
-    data = load_dataset(Path(folder), threads)
-    return {
-        "folder": str(folder),
-        "ok": True,
-        "counts": dict(data.counts),
-        "warnings": [p.as_dict() for p in data.problems],
-        "seconds": round(time.perf_counter() - started, 3),
-    }

@@ -12,7 +12,7 @@ def _sql_dir() -> Path:
     if packaged.is_dir():
         return packaged
     # a source checkout or editable install: sql/ sits beside recs/
-    return Path(__file__).resolve().parent.parent / "sql"
+    return Path(__file__).resolve().parent.parent.parent / "sql"
 
 
 @cache

@@ -20,9 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recs.explain import shared_genres
-from recs.neighbors import Neighbors
-from recs.rerank import RankedNeighbors
+from recs.core.types import Neighbors, RankedNeighbors
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +111,12 @@ def sort_lists(lists: RankedNeighbors) -> RankedNeighbors:
     keep = (lists.neighbor_ids >= 0).any(axis=1)
     order = np.flatnonzero(keep)[np.argsort(lists.movie_ids[keep], kind="stable")]
     return RankedNeighbors(**{f.name: getattr(lists, f.name)[order] for f in fields(lists)})
+
+
+def shared_genres(genres: list[str], other: list[str]) -> list[str]:
+    """Genres of `other` that `genres` also has, in `other`'s order."""
+    mine = set(genres)
+    return [g for g in other if g in mine]
 
 
 class SharedGenres:

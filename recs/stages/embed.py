@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,9 +27,9 @@ from scipy import linalg, sparse
 from scipy.sparse.linalg import svds
 from threadpoolctl import threadpool_limits
 
-from recs.errors import InputError
-from recs.ingest import Ratings
-from recs.settings import Settings
+from recs.core.errors import InputError
+from recs.core.settings import Settings
+from recs.core.types import Embeddings, Ratings
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +40,6 @@ ROW_BLOCKS = 4
 CHUNK = 1 << 22
 
 
-@dataclass(frozen=True)
-class Embeddings:
-    """Movie vectors with their ids.
-
-    vectors: (n_movies, dim) float32, unit L2 norm (cosine similarity = dot product).
-    movie_ids: (n_movies,) int64, ascending, the same order as the rows of `vectors`.
-    """
-
-    vectors: NDArray[np.float32]
-    movie_ids: NDArray[np.int64]
 
 
 def svd_input(

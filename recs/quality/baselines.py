@@ -17,11 +17,12 @@ from numpy.typing import NDArray
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
-from recs.embed import column_counts
-from recs.evaluate import Events, Recipe, events_matrix, hit_ranks, validation_split
-from recs.neighbors import Neighbors
-from recs.ranking import top_dense
-from recs.rerank import Timeline, watched_by
+from recs.core.ranking import top_dense
+from recs.core.types import Neighbors
+from recs.quality.metrics import hit_ranks
+from recs.quality.splits import Events, Recipe, events_matrix, validation_split
+from recs.stages.embed import column_counts
+from recs.stages.rerank import Timeline, watched_by
 
 log = logging.getLogger(__name__)
 

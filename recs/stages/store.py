@@ -7,13 +7,14 @@ import re
 import time
 from pathlib import Path
 
+import lancedb
 import numpy as np
 import pyarrow as pa
 from lancedb.pydantic import LanceModel, Vector
 from numpy.typing import NDArray
 
-from recs.embed import Embeddings
-from recs.errors import InputError
+from recs.core.errors import InputError
+from recs.core.types import Embeddings
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def content_table(embeddings: Embeddings, movies: pa.Table) -> pa.Table:
 
 def connect(db: Path):
     """The LanceDB database at `db` (a local folder)."""
-    import lancedb
-
     return lancedb.connect(str(db))
 
 

@@ -17,9 +17,6 @@ Counting co-watchers is the cost at scale (25M ratings): queries are processed i
 similar movies (`locality_order`, when the embeddings are passed) so each block's candidate
 union is small, heavy raters are counted by bitsets (`CoWatch`), and blocks run on threads.
 
-Which movies take part (`eligible`, `listed`): a movie needs `min_support` ratings both to get
-a list and to appear in one. Below that its vector is noise: a movie rated once gets the
-direction of its single rater, identical for every movie that user alone rated.
 """
 
 from __future__ import annotations
@@ -33,11 +30,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from recs.embed import Embeddings, column_counts
-from recs.ingest import Ratings
-from recs.neighbors import Neighbors, blas_threads
-from recs.ranking import order_rows
-from recs.settings import Settings
+from recs.core.ranking import order_rows
+from recs.core.settings import Settings
+from recs.core.types import Embeddings, Neighbors, RankedNeighbors, Ratings
+from recs.stages.embed import column_counts
+from recs.stages.neighbors import blas_threads
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +45,11 @@ _BITS_CHUNK = 1 << 18  # uint64 words per popcount chunk (2 MiB)
 _CLOSE_CHUNK = 1 << 20  # neighbouring ratings looked up per chunk (4 MiB of int32)
 
 
-@dataclass(frozen=True)
-class RankedNeighbors(Neighbors):
-    """`Neighbors` after the re-rank. scores: (n, k) float32 re-rank score (not cosine);
-    cosine: (n, k) float32 SVD cosine; co_watchers: (n, k) int32 users who rated both;
-    close_watchers: (n, k) int32 those who rated both within `close_window` ratings.
-    Slots without a neighbour hold id -1, score -inf, cosine -inf, counts 0."""
-
-    cosine: NDArray[np.float32]
-    co_watchers: NDArray[np.int32]
-    close_watchers: NDArray[np.int32]
 
 
 def support(ratings: Ratings) -> NDArray[np.int64]:
     """Ratings per movie (n_movies,), in the order of ratings.movie_ids."""
     return column_counts(ratings.matrix)
-
-
-def eligible(ratings: Ratings, settings: Settings) -> NDArray[np.bool_]:
-    """Which movies may appear in lists: at least settings.min_support ratings (n_movies,)."""
-    return support(ratings) >= settings.min_support
-
-
-def listed(ratings: Ratings, settings: Settings) -> NDArray[np.bool_]:
-    """Which movies get a list: the same rule as `eligible`, so every listed movie can also be
-    recommended and coverage is measured over one set."""
-    return eligible(ratings, settings)
 
 
 def watched_by(ratings: Ratings) -> sparse.csc_array:
@@ -294,8 +270,31 @@ def locality_order(vectors: NDArray[np.float32], leaf: int) -> NDArray[np.int64]
     return np.concatenate(out) if out else np.arange(0)
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Everything the re-rank reads, built once per run and shared read-only by every range of
+    query movies (a cluster ships it once). movie_ids: (n_movies,) int64 ascending, the
+    matrix's columns; support: (n_movies,) int64 ratings per movie; timeline: None when the
+    close term is off or rating times are unknown."""
+
+    movie_ids: NDArray[np.int64]
+    watch: CoWatch
+    timeline: Timeline | None
+    support: NDArray[np.int64]
+
+    @staticmethod
+    def of(ratings: Ratings, settings: Settings) -> Counts:
+        window = settings.close_window if settings.close_weight > 0 else 0
+        return Counts(
+            movie_ids=ratings.movie_ids,
+            watch=CoWatch.of(ratings),
+            timeline=Timeline.of(ratings, window) if window else None,
+            support=support(ratings),
+        )
+
+
 def rerank(
-    ratings: Ratings,
+    counts: Counts,
     candidates: Neighbors,
     k: int,
     settings: Settings,
@@ -312,11 +311,11 @@ def rerank(
     BLAS thread limit in effect, as `neighbors.topk`); the result does not depend on it.
     """
     started = time.perf_counter()
-    watch = CoWatch.of(ratings)
-    window = settings.close_window if settings.close_weight > 0 else 0
-    timeline = Timeline.of(ratings, window) if window else None
-    pop = support(ratings).astype(np.float64)
-    q_cols = np.searchsorted(ratings.movie_ids, candidates.movie_ids)
+    watch, timeline = counts.watch, counts.timeline
+    window = settings.close_window if timeline is not None and settings.close_weight > 0 else 0
+    pop = counts.support.astype(np.float64)
+    movie_ids = counts.movie_ids
+    q_cols = np.searchsorted(movie_ids, candidates.movie_ids)
     n, m = candidates.neighbor_ids.shape
     ids = np.full((n, k), -1, np.int64)
     scores = np.full((n, k), -np.inf, np.float32)
@@ -332,10 +331,10 @@ def rerank(
     def one(sl: NDArray[np.int64]) -> None:  # rows `sl` of the outputs, nothing shared
         cand_ids = candidates.neighbor_ids[sl]
         valid = cand_ids >= 0
-        cands = np.where(valid, np.searchsorted(ratings.movie_ids, cand_ids), -1)
+        cands = np.where(valid, np.searchsorted(movie_ids, cand_ids), -1)
         columns = pool_columns(cands)  # shared by both counts
         counts = watch.counts(q_cols[sl], cands, columns)
-        near = (timeline.counts(q_cols[sl], cands, window, columns) if timeline is not None
+        near = (timeline.counts(q_cols[sl], cands, window, columns) if window
                 else np.zeros_like(counts))
         cos = candidates.scores[sl].astype(np.float64)
         discount = pop[np.maximum(cands, 0)] ** settings.rerank_pop_power

@@ -31,8 +31,8 @@ from types import MappingProxyType
 
 import duckdb
 
-from recs.errors import InputError
-from recs.sqlfiles import load_sql
+from recs.core.errors import InputError
+from recs.core.sql import load_sql
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recs.errors import InputError, RunLockedError
+from recs.core.errors import InputError, RunLockedError
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,19 @@ may use, each with single-threaded BLAS, so the numpy passes use every core too.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from recs.embed import Embeddings
+from recs.core.types import Embeddings, Neighbors
+from recs.stages.store import batch_search, vector_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +42,6 @@ _BLOCK_ELEMENTS = 1 << 22  # float32 similarities per exact block (16 MiB)
 _SCORE_CHUNK = 4096  # pairs per float64 scoring chunk
 
 
-@dataclass(frozen=True)
-class Neighbors:
-    """Ranked lists for a set of query movies.
-
-    movie_ids: (n,) int64 query movie ids. neighbor_ids: (n, k) int64, best first.
-    scores: (n, k) float32 cosine similarity in [-1, 1], non-increasing along each row;
-    equal scores are ordered by neighbor id.
-    """
-
-    movie_ids: NDArray[np.int64]
-    neighbor_ids: NDArray[np.int64]
-    scores: NDArray[np.float32]
-
-    @staticmethod
-    def concat(parts: list[Neighbors]) -> Neighbors:
-        return Neighbors(
-            movie_ids=np.concatenate([p.movie_ids for p in parts]),
-            neighbor_ids=np.concatenate([p.neighbor_ids for p in parts]),
-            scores=np.concatenate([p.scores for p in parts]),
-        )
 
 
 # Proposes candidates for the query rows `rows` (b,): candidate rows (b, m) and, per query,
@@ -249,7 +232,6 @@ def exact_proposer(emb: Embeddings, eligible: NDArray[np.bool_], pool: int) -> P
 
 def lancedb_proposer(emb: Embeddings, eligible: NDArray[np.bool_], pool: int, table) -> Proposer:
     """Candidates from one LanceDB batch search per block of queries (cosine, flat scan)."""
-    from recs.store import batch_search
 
     def propose(rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         ids, sims = batch_search(table, emb.vectors[rows], pool + 1)
@@ -261,6 +243,21 @@ def lancedb_proposer(emb: Embeddings, eligible: NDArray[np.bool_], pool: int, ta
         return np.where(keep, cands, -1), floor
 
     return propose
+
+
+@contextmanager
+def proposer(
+    emb: Embeddings, eligible: NDArray[np.bool_], pool: int, engine: str
+) -> Iterator[Proposer]:
+    """The configured engine's proposer for pools of `pool`: "exact" (its pools are always
+    proven), or "lancedb" over a scratch table of the vectors that lives as long as the
+    context (asked for a margin more, so the pool's edge is usually proven)."""
+    if engine == "exact":
+        yield exact_proposer(emb, eligible, pool)
+        return
+    with tempfile.TemporaryDirectory(prefix="recs-lancedb-") as tmp:
+        table = write_table(Path(tmp), "staging", vector_table(emb))
+        yield lancedb_proposer(emb, eligible, pool + max(16, pool // 4), table)
 
 
 def topk(

@@ -1,0 +1,1 @@
+"""Developer tools: synthetic data (synth) and the local demo server (serve)."""
