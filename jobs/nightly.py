@@ -90,7 +90,7 @@ def run(settings: Settings, progress: Progress | None = None) -> RunResult:
         stage = publish.staging_dir(out, run_id)
         with stages("write"):
             written = write.FileLog(stage, previous_dir, previous and previous["files"])
-            _write_outputs(written, movies, emb, lists)
+            _write_outputs(written, movies, emb, lists, settings.write_threads)
             changes = write.write_changes(written, run_id, previous)
             if settings.precompress:
                 write.precompress(written)
@@ -155,15 +155,16 @@ def _manifest_of(run_dir: Path | None) -> dict[str, Any] | None:
 
 
 def _write_outputs(
-    files: write.FileLog, movies: pa.Table, emb: Embeddings, lists: RankedNeighbors
+    written: write.FileLog, movies: pa.Table, emb: Embeddings, lists: RankedNeighbors,
+    threads: int,
 ) -> None:
     shared_genres = write.SharedGenres()  # Parquet and JSON show the same shared genres per pair
-    write.write_parquet(files, "recommendations.parquet",
+    write.write_parquet(written, "recommendations.parquet",
                         write.recommendations_table(lists, movies, shared_genres))
-    write.write_parquet(files, "movies.parquet", write.movies_table(movies, lists))
-    write.write_parquet(files, "embeddings.parquet", store.vector_table(emb))
-    write.write_json(files, movies, lists, shared_genres)
-    write.write_assets(files)
+    write.write_parquet(written, "movies.parquet", write.movies_table(movies, lists))
+    write.write_parquet(written, "embeddings.parquet", store.vector_table(emb))
+    write.write_json(written, movies, lists, shared_genres, threads)
+    write.write_assets(written)
 
 
 def _describe(path: Path) -> dict[str, Any]:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(1024, ge=1, description="query vectors per top-k batch")
     threads: int = Field(2, ge=1, description="BLAS, DuckDB and sparse-product threads")
+    write_threads: int = Field(
+        4, ge=1, le=64, description="threads creating the JSON files (system calls, not CPU)"
+    )
     seed: int = Field(0, description="seed for every random choice (SVD start vector, holdouts)")
     keep: int = Field(7, ge=1, description="run folders to keep after a successful publish")
     # the recipe: how each default was chosen is in docs/quality.md

@@ -6,6 +6,7 @@ time), so a file whose content did not change keeps identical bytes from run to 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -13,6 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +115,7 @@ def sort_lists(lists: RankedNeighbors) -> RankedNeighbors:
     return RankedNeighbors(**{f.name: getattr(lists, f.name)[order] for f in fields(lists)})
 
 
-def shared_genres(genres: list[str], other: list[str]) -> list[str]:
+def common_genres(genres: list[str], other: list[str]) -> list[str]:
     """Genres of `other` that `genres` also has, in `other`'s order."""
     mine = set(genres)
     return [g for g in other if g in mine]
@@ -129,16 +131,16 @@ class SharedGenres:
     def __call__(self, query: str | None, neighbour: str | None) -> list[str]:
         key = (query, neighbour)
         if key not in self._seen:
-            self._seen[key] = shared_genres(genre_list(query), genre_list(neighbour))
+            self._seen[key] = common_genres(genre_list(query), genre_list(neighbour))
         return self._seen[key]
 
 
 def recommendations_table(
-    lists: RankedNeighbors, movies: pa.Table, both: SharedGenres | None = None
+    lists: RankedNeighbors, movies: pa.Table, shared_genres: SharedGenres | None = None
 ) -> pa.Table:
     """One row per (movie, rank), sorted by (movie_id, rank), with the neighbour's metadata.
 
-    Slots without a neighbour (id -1: the pool ran short) are left out. `both`: a
+    Slots without a neighbour (id -1: the pool ran short) are left out. `shared_genres`: a
     SharedGenres to share with `write_json`, so each pair of genre strings is done once.
     """
     n, k = lists.neighbor_ids.shape
@@ -148,9 +150,9 @@ def recommendations_table(
     ids = movies["movie_id"].to_numpy()
     at, q_at = np.searchsorted(ids, nbrs), np.searchsorted(ids, queries)
     genres = movies["genres"].to_pylist()
-    both = both or SharedGenres()
+    shared_genres = shared_genres or SharedGenres()
     pairs = zip(q_at.tolist(), at.tolist(), strict=True)
-    shared = ["|".join(both(genres[q], genres[m])) for q, m in pairs]
+    shared = ["|".join(shared_genres(genres[q], genres[m])) for q, m in pairs]
     return pa.table(
         [
             pa.array(queries, pa.int64()),
@@ -174,14 +176,14 @@ def movies_table(movies: pa.Table, lists: Neighbors) -> pa.Table:
     return movies.append_column(pa.field("has_list", pa.bool_(), nullable=False), pa.array(has))
 
 
-def write_parquet(log_: FileLog, rel: str, table: pa.Table) -> None:
+def write_parquet(written: FileLog, rel: str, table: pa.Table) -> None:
     """zstd-compressed Parquet, row groups of 128k rows, no pandas metadata."""
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink, compression="zstd", row_group_size=128 * 1024,
         store_schema=False, write_statistics=True,
     )
-    log_.write(rel, sink.getvalue().to_pybytes())
+    written.write(rel, sink.getvalue().to_pybytes())
 
 
 def dumps(obj: Any) -> bytes:
@@ -207,16 +209,14 @@ def _fragment(obj: dict[str, Any]) -> str:
     return dumps(obj).decode()[1:-1]
 
 
-def write_assets(log_: FileLog) -> None:
+def write_assets(written: FileLog) -> None:
     """index.html beside json/ (the demo page, see `recs serve`) and the JSON Schemas."""
-    from importlib import resources
-
     assets = resources.files("recs") / "assets"
-    log_.write("index.html", (assets / "index.html").read_bytes())
-    (log_.root / JSON_ROOT / "schema").mkdir()
+    written.write("index.html", (assets / "index.html").read_bytes())
+    (written.root / JSON_ROOT / "schema").mkdir()
     for name in ("movie", "index", "changes"):
         rel = f"{JSON_ROOT.as_posix()}/schema/{name}.schema.json"
-        log_.write(rel, (assets / "schema" / f"{name}.schema.json").read_bytes())
+        written.write(rel, (assets / "schema" / f"{name}.schema.json").read_bytes())
 
 
 def movie_file_ids(files: dict[str, Any]) -> dict[int, str]:
@@ -230,11 +230,11 @@ def movie_file_ids(files: dict[str, Any]) -> dict[int, str]:
 
 
 def write_changes(
-    log_: FileLog, run_id: str, previous: dict[str, Any] | None
+    written: FileLog, run_id: str, previous: dict[str, Any] | None
 ) -> dict[str, Any]:
     """json/v1/changes.json: movie lists added, removed and changed since `previous` (a
     manifest), so a CDN sync or cache purge can touch only those. Returns the payload."""
-    now = movie_file_ids(log_.files)
+    now = movie_file_ids(written.files)
     before = movie_file_ids(previous["files"]) if previous else {}
     changes = {
         "run_id": run_id,
@@ -244,23 +244,21 @@ def write_changes(
         "changed": sorted(m for m in now.keys() & before.keys() if now[m] != before[m]),
         "unchanged": sum(1 for m in now.keys() & before.keys() if now[m] == before[m]),
     }
-    log_.write(f"{JSON_ROOT.as_posix()}/changes.json", dumps(changes))
+    written.write(f"{JSON_ROOT.as_posix()}/changes.json", dumps(changes))
     return changes
 
 
-def precompress(log_: FileLog) -> int:
+def precompress(written: FileLog) -> int:
     """A .gz sibling for every JSON file written so far (gzip -9, no timestamp, so the bytes
     are as stable as the file's own). For CDNs that serve precompressed files as is."""
-    import gzip
-
     first_gz: dict[str, str] = {}  # sha256 of the JSON -> its .gz already written
-    jsons = [(rel, meta["sha256"]) for rel, meta in log_.files.items() if rel.endswith(".json")]
+    jsons = [(rel, meta["sha256"]) for rel, meta in written.files.items() if rel.endswith(".json")]
     for rel, sha in jsons:
         if sha in first_gz:  # an IMDb alias: the same bytes, so the same .gz
-            log_.link(f"{rel}.gz", first_gz[sha])
+            written.link(f"{rel}.gz", first_gz[sha])
             continue
-        data = (log_.root / rel).read_bytes()
-        log_.write(f"{rel}.gz", gzip.compress(data, compresslevel=9, mtime=0))
+        data = (written.root / rel).read_bytes()
+        written.write(f"{rel}.gz", gzip.compress(data, compresslevel=9, mtime=0))
         first_gz[sha] = f"{rel}.gz"
     return len(jsons)
 
@@ -271,16 +269,18 @@ def imdb_key(imdb_id: int) -> str:
 
 
 def write_json(
-    log_: FileLog, movies: pa.Table, lists: RankedNeighbors, both: SharedGenres | None = None
+    written: FileLog, movies: pa.Table, lists: RankedNeighbors,
+    shared_genres: SharedGenres | None = None, threads: int = 4,
 ) -> int:
     """json/v1/movies/<id>.json per listed movie, json/v1/imdb/tt<id>.json, json/v1/index.json.
 
     Each movie's own members are encoded once and spliced into every list that shows it
     (the same bytes json.dumps would give, at a fraction of the cost for 10^5 files).
-    Returns the number of movie files written. Names come only from integer ids.
+    Returns the number of movie files written. Names come only from integer ids. threads:
+    threads creating the files (`FileLog.write_many`).
     """
     started = time.perf_counter()
-    root = log_.root / JSON_ROOT
+    root = written.root / JSON_ROOT
     (root / "movies").mkdir(parents=True)
     (root / "imdb").mkdir()
     cards = _cards(movies)
@@ -289,29 +289,29 @@ def write_json(
     ids, nbrs = lists.movie_ids.tolist(), lists.neighbor_ids.tolist()
     scores = np.round(lists.scores.astype(np.float64), 4).tolist()
     cosines = np.round(lists.cosine.astype(np.float64), 4).tolist()
-    cos = lists.co_watchers.tolist()
-    closes = lists.close_watchers.tolist()
+    co_watchers = lists.co_watchers.tolist()
+    close_watchers = lists.close_watchers.tolist()
     genres = dict(zip(movies["movie_id"].to_pylist(), movies["genres"].to_pylist(), strict=True))
-    both = both or SharedGenres()
+    shared_genres = shared_genres or SharedGenres()
     shared: dict[tuple, str] = {}  # (query genres, neighbour genres) -> JSON list
     payloads: list[tuple[str, bytes]] = []
     imdb_links: list[tuple[str, str]] = []
     imdb_written: set[int] = set()
-    for mid, nbr_row, score_row, cos_row, co_row, close_row in zip(
-        ids, nbrs, scores, cosines, cos, closes, strict=True
+    for mid, nbr_row, score_row, cosine_row, co_row, close_row in zip(
+        ids, nbrs, scores, cosines, co_watchers, close_watchers, strict=True
     ):
         items = []
-        for rank, (nid, score, cosine, c, near) in enumerate(
-            zip(nbr_row, score_row, cos_row, co_row, close_row, strict=True), 1
+        for rank, (nid, score, cosine, co, close) in enumerate(
+            zip(nbr_row, score_row, cosine_row, co_row, close_row, strict=True), 1
         ):
             if nid < 0:
                 break
             key = (genres[mid], genres[nid])
             if key not in shared:
-                shared[key] = dumps(both(*key)).decode()
+                shared[key] = dumps(shared_genres(*key)).decode()
             items.append(
                 f'{{"rank":{rank},{frags[nid]},"score":{score!r},"cosine":{cosine!r},'
-                f'"co_watchers":{c},"close_watchers":{near},'
+                f'"co_watchers":{co},"close_watchers":{close},'
                 f'"shared_genres":{shared[key]}}}'
             )
         rel = f"{JSON_ROOT.as_posix()}/movies/{int(mid)}.json"
@@ -321,10 +321,10 @@ def write_json(
         if imdb is not None and imdb not in imdb_written:
             imdb_written.add(imdb)
             imdb_links.append((f"{JSON_ROOT.as_posix()}/imdb/{imdb_key(int(imdb))}.json", rel))
-    log_.write_many(payloads)
+    written.write_many(payloads, threads)
     for rel, existing in imdb_links:
-        log_.link(rel, existing)
+        written.link(rel, existing)
     index = [{"movie_id": m, "title": cards[m]["title"], "year": cards[m]["year"]} for m in ids]
-    log_.write(JSON_ROOT / "index.json", dumps({"version": 1, "movies": index}))
+    written.write(JSON_ROOT / "index.json", dumps({"version": 1, "movies": index}))
     log.info("wrote %d JSON lists in %.2f s", len(ids), time.perf_counter() - started)
     return len(ids)
