@@ -23,10 +23,9 @@ SQL = Path(__file__).resolve().parent / "sql"
 
 def read_csv(ratings_csv: Path) -> dict:
     """DuckDB alone parsing every column of ratings.csv once: count and sums, 2 threads."""
-    import duckdb
+    from recs.core.sql import connect  # the job's macros: the same read_csv options
 
-    con = duckdb.connect(config={"threads": 2})
-    con.execute((SQL / "ratings_csv.sql").read_text())
+    con = connect(2)
     params = {"ratings_csv": str(ratings_csv)}
     started = time.perf_counter()
     n_ratings = con.execute((SQL / "read_floor.sql").read_text(), params).fetchone()[0]

@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recs.core.sql import load_sql
+from recs.core.sql import connect, load_sql
 from recs.stages import ingest
 from recs.stages.ingest import (
     build_matrix,
-    connect,
     load_dataset,
     load_tables,
     movie_table,
-    ratings_matrix,
     read_dataset,
 )
 
+# duckdb's own dense pivot: the reference the sparse matrix is compared with
+RATINGS_PIVOT = Path(__file__).resolve().parent / "sql" / "ratings_pivot.sql"
 MOVIES = (
     "movieId,title,genres\n"
     "10,Alpha (1990),Drama\n"
@@ -72,8 +72,8 @@ def test_sparse_matrix_equals_duckdb_pivot(tmp_path: Path) -> None:
     con = connect()
     try:
         load_tables(con, folder)
-        ratings = ratings_matrix(con)
-        cursor = con.execute(load_sql("ratings_pivot"))
+        ratings, _ = build_matrix(con)
+        cursor = con.execute(RATINGS_PIVOT.read_text(encoding="utf-8"))
         pivot_rows = cursor.fetchall()
         names = [d[0] for d in cursor.description]
     finally:
@@ -191,7 +191,7 @@ def sql_path(folder: Path) -> dict:
         load_tables(con, folder)
         ratings, built = build_matrix(con)
         movies = movie_table(con)
-        last = con.execute(load_sql("last_pairs")).fetchnumpy()
+        last = con.execute(load_sql("load/last_pairs")).fetchnumpy()
     finally:
         con.close()
     return {"ratings": ratings, "movies": movies, "built": built,

@@ -1,7 +1,10 @@
 -- how many distinct movies and users are rated: the size of the job's embedding matrix
 with source as (
 
-    select * from ratings_csv($ratings_csv)
+    select * from movielens_csv(
+        $ratings_csv,
+        {'userId': 'BIGINT', 'movieId': 'BIGINT', 'rating': 'DOUBLE', 'timestamp': 'BIGINT'}
+    )
 
 ),
 

@@ -1,7 +1,10 @@
--- the floor of reading ratings.csv: parse every column once (read by ratings_csv.sql)
+-- the floor of reading ratings.csv: parse every column once, ids as bigint
 with source as (
 
-    select * from ratings_csv($ratings_csv)
+    select * from movielens_csv(
+        $ratings_csv,
+        {'userId': 'BIGINT', 'movieId': 'BIGINT', 'rating': 'DOUBLE', 'timestamp': 'BIGINT'}
+    )
 
 ),
 

@@ -115,7 +115,7 @@ def quality(
 ) -> dict[str, float]:
     """Cheap health numbers of a finished set of lists, for the job's publish gate.
 
-    queries/targets (n,): each user's second-to-last and last movie (`sql/last_pairs.sql`).
+    queries/targets (n,): each user's second-to-last and last movie (`sql/load/last_pairs.sql`).
     hr: share of pairs whose target is in the top-k list of the query (next-watch HR@k on the
     fixed holdout "each user's last pair"). The lists were trained on these events, so this is
     an in-sample sanity bar that catches a broken run (random lists score ~0.001), not the
@@ -146,6 +146,7 @@ def gate(
         raise QualityGateError(
             f"quality gate: next-watch HR@{k} {figures['hr']:.4f} is below --min-hr "
             f"{min_hr}; nothing was published and `latest` still points to the "
-            "previous run: check the input, or lower --min-hr"
+            "previous run: check the input, or lower --min-hr",
+            figures=figures,
         )
     return figures

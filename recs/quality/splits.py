@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from recs.core.sql import load_sql
+from recs.core.sql import connect, load_sql
 from recs.core.types import Neighbors, Ratings
-from recs.stages.ingest import connect, csr_with_times, load_tables
+from recs.stages.ingest import csr_with_times, load_tables
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def load_events(folder: Path, threads: int = 2) -> Events:
     con = connect(threads)
     try:
         load_tables(con, Path(folder))
-        cols = con.sql(load_sql("eval_events")).fetchnumpy()
+        cols = con.sql(load_sql("eval/events")).fetchnumpy()
     finally:
         con.close()
     return Events(

@@ -4,12 +4,13 @@ Each CSV is read once, and checked on that same scan (recs.stages.validate): a b
 recs.core.errors.InputError with one line naming the file, the line and what to do; odd but usable
 inputs (duplicate ratings, ratings of unlisted movies, missing links) are counted and logged.
 
-load_dataset reads ratings.csv straight into narrow numpy columns (sql/ratings_columns.sql) and
-builds the matrix (repeated pairs: the latest rating), the per-movie stats and the last pairs in
-numpy, without a DuckDB table of the ratings. A file that read cannot vouch for (a rejected or
-invalid row, an id >= 2^31, no rows) goes through the SQL path (load_tables, build_matrix, ...),
-which names the problem; both paths give identical results (tests/test_ingest.py). On 25M
-ratings the read is the CSV parse plus ~1 s of numpy, at half the memory of the SQL path.
+load_dataset reads ratings.csv straight into narrow numpy columns
+(sql/load/ratings_columns.sql) and builds the matrix (repeated pairs: the latest rating), the
+per-movie stats and the last pairs in numpy, without a DuckDB table of the ratings. A file that
+read cannot vouch for (a rejected or invalid row, an id >= 2^31, no rows) goes through the SQL
+path (load_tables, build_matrix, ...), which names the problem; both paths give identical results
+(tests/test_ingest.py). On 25M ratings the read is the CSV parse plus ~1 s of numpy, at half
+the memory of the SQL path.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from recs.core.errors import InputError
-from recs.core.sql import load_sql
+from recs.core.sql import connect, load_sql
 from recs.core.types import Ratings
 from recs.stages.validate import HEADERS, TABLES, Problem, check_file, check_loaded, odd_inputs
 
@@ -61,11 +62,6 @@ class Dataset:
     last_pairs: Mapping[str, NDArray[np.int64]]
 
 
-def connect(threads: int = 2) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a fixed thread count."""
-    return duckdb.connect(config={"threads": threads})
-
-
 def load_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
     """Create the temp tables `ratings`, `movies`, `links` from the CSVs in `folder`, checked.
 
@@ -88,7 +84,7 @@ def _load_table(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> int:
     """Load CSV `path` (a `name` from HEADERS) into its temp table, checked; returns its rows."""
     table = TABLES[name]
     try:
-        con.execute(load_sql(table), {f"{table}_csv": str(path)})
+        con.execute(load_sql(f"load/{table}"), {f"{table}_csv": str(path)})
     except duckdb.Error as err:
         raise _unreadable(path, err) from None
     return check_loaded(con, path, name)
@@ -108,14 +104,14 @@ def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any
     pair was rated again; the latest rating is kept), duplicate_example ((user_id, movie_id) or
     None), unlisted_ratings and unlisted_movies (ratings dropped: movie not in movies.csv).
     """
-    con.execute(load_sql("user_index"))
-    con.execute(load_sql("movie_index"))
+    con.execute(load_sql("load/user_index"))
+    con.execute(load_sql("load/movie_index"))
     user_ids = con.sql("select user_id from user_index order by user_index").fetchnumpy()["user_id"]
     movie_ids = con.sql("select movie_id from movie_index order by movie_index").fetchnumpy()
     movie_ids = movie_ids["movie_id"]
     shape = (len(user_ids), len(movie_ids))
     n_rows = int(con.execute("select count(*) from ratings").fetchall()[0][0])
-    cols = con.sql(load_sql("rating_triplets")).fetchnumpy()
+    cols = con.sql(load_sql("load/rating_triplets")).fetchnumpy()
     kept = len(cols["rating"])
     matrix, rated_at = _csr(cols, shape)
     # the CSR build merges a repeated (row, column): fewer stored values than triplets is the
@@ -126,7 +122,7 @@ def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any
     }
     if counts["duplicates"]:
         params = {"n_movies": max(shape[1], 1)}
-        cols = con.execute(load_sql("rating_triplets_latest"), params).fetchnumpy()
+        cols = con.execute(load_sql("load/rating_triplets_latest"), params).fetchnumpy()
         matrix, rated_at = _csr(cols, shape)
         dup = np.flatnonzero(cols["n_rows"] > 1)
         first = dup[np.lexsort((cols["movie_index"][dup], cols["user_index"][dup]))[0]]
@@ -135,7 +131,7 @@ def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any
         )
     if counts["unlisted_ratings"]:
         counts["unlisted_movies"] = int(
-            con.execute(load_sql("check_unlisted")).fetchall()[0][0]
+            con.execute(load_sql("checks/unlisted_movies")).fetchall()[0][0]
         )
     ratings = Ratings(
         matrix=matrix,
@@ -178,15 +174,10 @@ def csr_with_times(
     return matrix, np.asarray(rated_at, np.int64)[at.data]
 
 
-def ratings_matrix(con: duckdb.DuckDBPyConnection) -> Ratings:
-    """Build the sparse pivot from the `ratings` and `movies` tables (duplicates: latest kept)."""
-    return build_matrix(con)[0]
-
-
 def movie_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """One row per movie in movies.csv: id, title, genres, year, imdb/tmdb ids, rating stats."""
-    con.execute(load_sql("rating_stats"))
-    return con.sql(load_sql("movie_table")).to_arrow_table()
+    con.execute(load_sql("load/rating_stats"))
+    return con.sql(load_sql("load/movie_table")).to_arrow_table()
 
 
 def load_dataset(folder: Path, threads: int = 2) -> Dataset:
@@ -241,14 +232,14 @@ def _parts_sql(con: duckdb.DuckDBPyConnection, folder: Path) -> _Parts:
     rows = load_tables(con, folder)
     ratings, built = build_matrix(con)
     movies = movie_table(con)
-    last = con.execute(load_sql("last_pairs")).fetchnumpy()
+    last = con.execute(load_sql("load/last_pairs")).fetchnumpy()
     last_pairs = {c: np.asarray(last[c], np.int64) for c in ("query_id", "target_id")}
     return rows, ratings, built, movies, last_pairs
 
 
 @dataclass(frozen=True)
 class _Columns:
-    """ratings.csv as read by sql/ratings_columns.sql, grouped by user (file order within).
+    """ratings.csv as read by sql/load/ratings_columns.sql, grouped by user (file order within).
 
     user_id, movie_id: (n,) int32; half_stars: (n,) uint8, 1-10; rated_at: (n,) int64 seconds.
     """
@@ -263,7 +254,8 @@ def _read_columns(con: duckdb.DuckDBPyConnection, path: Path) -> _Columns | None
     """ratings.csv as columns, or None when a row was rejected or breaks a rule, an id does
     not fit int32, or there is no row: then the SQL path (load_tables) must look at it."""
     try:
-        cols = con.execute(load_sql("ratings_columns"), {"ratings_csv": str(path)}).fetchnumpy()
+        params = {"ratings_csv": str(path)}
+        cols = con.execute(load_sql("load/ratings_columns"), params).fetchnumpy()
     except duckdb.Error:
         return None
     user_id = cols["user_id"]
@@ -316,11 +308,11 @@ def _parts_numpy(
             starts, per_user, col, cols, user_ids, movie_ids, built
         )
     ratings = Ratings(matrix=matrix, user_ids=user_ids, movie_ids=movie_ids, rated_at=rated_at)
-    con.register("movie_index", pa.table({  # for check_odd
+    con.register("movie_index", pa.table({  # for checks/odd_inputs
         "movie_id": movie_ids, "movie_index": np.arange(len(movie_ids), dtype=np.int32),
     }))
     con.register("rating_stats", stats)
-    movies = con.sql(load_sql("movie_table")).to_arrow_table()
+    movies = con.sql(load_sql("load/movie_table")).to_arrow_table()
     return rows, ratings, built, movies, last_pairs
 
 
@@ -364,7 +356,7 @@ def _movie_columns(
 def _rating_stats(
     movie_ids: NDArray[np.int64], col: NDArray[np.int32], half_stars: NDArray[np.uint8]
 ) -> pa.Table:
-    """sql/rating_stats.sql for the matrix columns: (movie_id, n_ratings int32, mean_rating
+    """sql/load/rating_stats.sql for the matrix columns: (movie_id, n_ratings int32, mean_rating
     float32). Sums of half stars are exact in float64, so the mean rounds like DuckDB's avg."""
     n = np.zeros(len(movie_ids), np.int64)
     total = np.zeros(len(movie_ids), np.float64)
@@ -409,7 +401,7 @@ def _latest_ratings(
     cols: _Columns, user_ids: NDArray[np.int64], movie_ids: NDArray[np.int64],
     built: dict[str, Any],
 ) -> tuple[sparse.csr_array, NDArray[np.int64], dict[str, Any]]:
-    """sql/rating_triplets_latest.sql in numpy: the matrix with each (user, movie) pair once,
+    """sql/load/rating_triplets_latest.sql in numpy: the matrix with each (user, movie) pair once,
     holding its latest rating (equal times: the higher), that rating's time (aligned with the
     matrix's .data), and `built` with the duplicates.
 
@@ -451,7 +443,7 @@ def _last_pairs(
     starts: NDArray[np.intp], per_user: NDArray[np.intp],
     movie_id: NDArray[np.int32], rated_at: NDArray[np.int64],
 ) -> dict[str, NDArray[np.int64]]:
-    """sql/last_pairs.sql on columns grouped by user (`starts`, `per_user`): each user's two
+    """sql/load/last_pairs.sql on columns grouped by user (`starts`, `per_user`): each user's two
     largest (rated_at, movie_id) keys; a user counts when both exist and name two movies."""
     t1 = np.maximum.reduceat(rated_at, starts)
     at_t1 = rated_at == np.repeat(t1, per_user)

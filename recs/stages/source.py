@@ -32,7 +32,7 @@ from types import MappingProxyType
 import duckdb
 
 from recs.core.errors import InputError
-from recs.core.sql import load_sql
+from recs.core.sql import connect, load_sql
 
 log = logging.getLogger(__name__)
 
@@ -213,12 +213,12 @@ def _convert_ml100k(folder: Path, cache: Path, source: str) -> tuple[Path, str]:
             "movies_csv": str(out / "movies.csv"),
             "links_csv": str(out / "links.csv"),
         }
-        con = duckdb.connect(config={"threads": 2})
+        con = connect(2)
         try:
             for name, keys in (
-                ("ml100k_ratings", ("u_data", "ratings_csv")),
-                ("ml100k_movies", ("u_item", "movies_csv")),
-                ("ml100k_links", ("movies_csv", "links_csv")),
+                ("convert/ratings_csv", ("u_data", "ratings_csv")),
+                ("convert/movies_csv", ("u_item", "movies_csv")),
+                ("convert/links_csv", ("movies_csv", "links_csv")),
             ):
                 con.execute(load_sql(name), {k: params[k] for k in keys})
         except duckdb.Error as exc:

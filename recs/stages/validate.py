@@ -59,7 +59,7 @@ HEADERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "movies.csv": ("movieId", "title", "genres"),
     "links.csv": ("movieId", "imdbId", "tmdbId"),
 })
-# the temp table each file is loaded into (by sql/<table>.sql, parameter $<table>_csv)
+# the temp table each file is loaded into (by sql/load/<table>.sql, parameter $<table>_csv)
 TABLES: Mapping[str, str] = MappingProxyType({
     "ratings.csv": "ratings", "movies.csv": "movies", "links.csv": "links",
 })
@@ -147,7 +147,7 @@ def _row_noun(name: str) -> str:
 
 def check_rejects(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> None:
     """Raise on the first row DuckDB set aside while loading `path` (store_rejects)."""
-    rows = con.execute(load_sql("check_rejects"), {"csv_path": str(path)}).fetchall()
+    rows = con.execute(load_sql("checks/first_reject"), {"csv_path": str(path)}).fetchall()
     if not rows:
         return
     line, col_idx, col_name, kind, csv_line, message = rows[0]
@@ -198,20 +198,19 @@ def _utf8_line(path: Path, line: int) -> bool:
 def check_values(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> int:
     """Raise on the first row of `path` breaking a value rule; returns its number of rows.
 
-    Runs sql/check_<table>.sql (one aggregate over the loaded table). Only when it counts bad
-    rows does sql/check_<table>_rows.sql scan the file again to find the first one.
+    Runs sql/checks/<table>_counts.sql (one aggregate over the loaded table). Only when it counts
+    bad rows does sql/checks/<table>_first_problem.sql scan the file again to find the first one.
     """
     table = TABLES[name]
-    stats = _one_row(con, load_sql(f"check_{table}"))
+    stats = _one_row(con, load_sql(f"checks/{table}_counts"))
     if stats["n_rows"] == 0:
         raise InputError(
             f"{path} line 2: no rows after the header; the file needs one row per {_row_noun(name)}"
         )
     if stats["n_bad"] == 0 and stats.get("n_duplicates", 0) == 0:
         return int(stats["n_rows"])
-    con.execute(load_sql("check_field"))
-    found = _rows(con, load_sql(f"check_{table}_rows"), {f"{table}_csv": str(path)})
-    if not found:  # the rules in the load and in check_field disagree: still say what is known
+    found = _rows(con, load_sql(f"checks/{table}_first_problem"), {f"{table}_csv": str(path)})
+    if not found:  # the rules in the load and in field_problem disagree: still say what is known
         raise InputError(
             f"{path}: {stats['n_bad']} rows have an empty or invalid value; check the ids are "
             f"whole numbers >= 0 and ratings are 0.5-5.0 stars"
@@ -230,7 +229,7 @@ def check_values(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> int:
                 "each movie must appear once: remove one of the rows"
             )
         raise InputError(f"{where}: {_describe(column, row[column], problem)}")
-    raise AssertionError(f"check_{table}_rows returned a row without a problem: {row}")
+    raise AssertionError(f"checks/{table}_first_problem returned a row without a problem: {row}")
 
 
 def _describe(column: str, value: Any, problem: str) -> str:
@@ -328,9 +327,9 @@ def check_loaded(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> int:
 def odd_inputs(
     con: duckdb.DuckDBPyConnection, folder: Path, counts: Mapping[str, int]
 ) -> list[Problem]:
-    """The odd-but-usable inputs: cross-file counts (sql/check_odd.sql) plus `counts` from
+    """The odd-but-usable inputs: cross-file counts (sql/checks/odd_inputs.sql) plus `counts` from
     building the matrix (duplicates, unlisted_ratings, unlisted_movies, duplicate_example)."""
-    odd = _one_row(con, load_sql("check_odd"))
+    odd = _one_row(con, load_sql("checks/odd_inputs"))
     ratings, movies, links = (folder / n for n in ("ratings.csv", "movies.csv", "links.csv"))
     found: list[Problem] = []
     if counts.get("duplicates"):

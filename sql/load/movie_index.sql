@@ -8,19 +8,13 @@ with rated as (
 
 ),
 
-listed as (
-
-    select movie_id from movies
-
-),
-
 final as (
 
     select
         rated.movie_id,
         (row_number() over (order by rated.movie_id) - 1)::integer as movie_index
     from rated
-    semi join listed on listed.movie_id = rated.movie_id
+    semi join movies on movies.movie_id = rated.movie_id
 
 )
 

@@ -1,14 +1,8 @@
 -- ratings per movie id and their mean (every ratings.csv row counts, repeats included), for
--- movie_table. recs.ingest's fast path computes the same table in numpy instead
+-- movie_table. recs.stages.ingest's fast path computes the same table in numpy instead
 create or replace temp table rating_stats as
 
-with ratings as (
-
-    select * from ratings
-
-),
-
-final as (
+with final as (
 
     select
         movie_id,

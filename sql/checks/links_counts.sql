@@ -1,12 +1,6 @@
 -- cheap checks on the loaded links: rows with a bad movieId or an id that is not digits, and
 -- movieIds listed twice (empty imdbId/tmdbId are allowed)
-with links as (
-
-    select * from links
-
-),
-
-final as (
+with final as (
 
     select
         count(*) as n_rows,

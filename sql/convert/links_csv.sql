@@ -4,10 +4,9 @@ copy (
 
     with movies as (
 
-        select * from read_csv(
+        select * from movielens_csv(
             $movies_csv,
-            header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-            columns = {'movieId': 'BIGINT', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
+            {'movieId': 'BIGINT', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
         )
 
     ),

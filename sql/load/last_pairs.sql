@@ -1,12 +1,6 @@
 -- each user's last two rated movies (by time, then movie id): the nightly quality gate's
 -- holdout, "did the list of the movie they watched just before hold the one they watched last"
-with ratings as (
-
-    select * from ratings
-
-),
-
-last_two as (
+with last_two as (
 
     select
         user_id,

@@ -1,24 +1,6 @@
 -- odd but usable inputs, counted for the report (small tables only: movies, links, movie_index).
 -- movies_unrated needs movie_index, so this runs after the ratings matrix is built
-with movies as (
-
-    select movie_id from movies
-
-),
-
-links as (
-
-    select * from links
-
-),
-
-rated_listed as (
-
-    select movie_id from movie_index
-
-),
-
-listed_links as (
+with listed_links as (
 
     select links.*
     from links
@@ -35,7 +17,7 @@ final as (
             as links_without_movies,
         (select count(*) from listed_links where imdb_text is null) as links_without_imdb,
         (select count(*) from listed_links where tmdb_text is null) as links_without_tmdb,
-        (select count(*) from movies) - (select count(*) from rated_listed) as movies_unrated
+        (select count(*) from movies) - (select count(*) from movie_index) as movies_unrated
 
 )
 

@@ -1,18 +1,6 @@
 -- every (user, movie) pair once, with its latest rating and time, in each user's watch order:
 -- by time, equal times by movie id. only movies listed in movies.csv count, like the pivot.
-with ratings as (
-
-    select * from ratings
-
-),
-
-movies as (
-
-    select movie_id from movies
-
-),
-
-ratings_latest as (
+with ratings_latest as (
 
     select
         user_id,

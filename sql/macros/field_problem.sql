@@ -1,7 +1,7 @@
--- the problem with one csv field read as text, null when it is fine. kind:
--- 'id' a whole number >= 0 (below 9e15, exact as a double), 'rating' 0.5-5.0 in half stars,
--- 'timestamp' a whole number, 'digits' digits only or empty. the rules match the guards in
--- ratings.sql, movies.sql and links.sql; only the failure-path check_*_rows queries use it
+-- field_problem(kind, v): the problem with one csv field read as text, null when it is fine.
+-- kind: 'id' a whole number >= 0 below 9e15 (whole_id, told apart here), 'rating' 0.5-5.0 in
+-- half stars, 'timestamp' a whole number, 'digits' digits only or empty. the rules match the
+-- loads in load/; only the failure-path checks/*_first_problem queries use it
 create or replace temp macro field_problem(kind, v) as (
     case
         when v is null or trim(v) = '' then

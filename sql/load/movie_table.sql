@@ -1,24 +1,6 @@
 -- one row per movie in movies.csv with its links and rating statistics (rating_stats: made by
--- rating_stats.sql from the ratings table, or by recs.ingest from the fast read's columns)
-with movies as (
-
-    select * from movies
-
-),
-
-links as (
-
-    select * from links
-
-),
-
-rating_stats as (
-
-    select * from rating_stats
-
-),
-
-final as (
+-- rating_stats.sql from the ratings table, or by recs.stages.ingest from the fast read's columns)
+with final as (
 
     select
         movies.movie_id,

@@ -1,13 +1,12 @@
 -- failure path only: the first row of ratings.csv that breaks a rule, found by reading the file
 -- again as text, in file order. record counts data rows from 1 (blank lines are not rows).
--- suspects applies the cheap numeric rules of ratings.sql and check_ratings to every row;
+-- suspects applies the cheap numeric rules of load/ratings.sql and ratings_counts to every row;
 -- field_problem's wordier diagnosis runs on the suspects only
 with source as (
 
-    select * from read_csv(
+    select * from movielens_csv(
         $ratings_csv,
-        header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-        columns = {'userId': 'VARCHAR', 'movieId': 'VARCHAR', 'rating': 'VARCHAR', 'timestamp': 'VARCHAR'}
+        {'userId': 'VARCHAR', 'movieId': 'VARCHAR', 'rating': 'VARCHAR', 'timestamp': 'VARCHAR'}
     )
 
 ),
@@ -30,8 +29,8 @@ suspects as (
     select *
     from numbered
     where not coalesce(
-        user_x >= 0 and user_x < 9e15 and user_x = trunc(user_x)
-        and movie_x >= 0 and movie_x < 9e15 and movie_x = trunc(movie_x)
+        whole_id(user_x) is not null
+        and whole_id(movie_x) is not null
         and rating_x between 0.5 and 5.0 and rating_x * 2 = round(rating_x * 2)
         and time_x is not null,
         false

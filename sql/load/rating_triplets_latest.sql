@@ -2,13 +2,7 @@
 -- rating). n_rows is how many ratings.csv rows the pair had. read only when duplicates exist.
 -- one bigint group key and one bigint ordering key (time * 16 + half stars, which are 1-10)
 -- cost about half of grouping by two columns with a struct ordering key
-with ratings as (
-
-    select * from ratings
-
-),
-
-triplets as (
+with triplets as (
 
     select
         user_index.user_index::bigint * $n_movies + movie_index.movie_index as cell,

@@ -1,11 +1,5 @@
 -- cheap checks on the loaded movies: rows with a bad movieId, and movieIds listed twice
-with movies as (
-
-    select * from movies
-
-),
-
-final as (
+with final as (
 
     select
         count(*) as n_rows,

@@ -1,12 +1,6 @@
 -- cheap checks on the loaded ratings, one pass over columns already in memory: n_bad counts
--- rows that break a rule (0 when ratings.csv is fine); check_ratings_rows then names the first
-with ratings as (
-
-    select * from ratings
-
-),
-
-final as (
+-- rows that break a rule (0 when ratings.csv is fine); ratings_first_problem then names the first
+with final as (
 
     select
         count(*) as n_rows,

@@ -2,10 +2,9 @@
 -- read again as text in file order; first_record is where a repeated movieId first appeared
 with source as (
 
-    select * from read_csv(
+    select * from movielens_csv(
         $movies_csv,
-        header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-        columns = {'movieId': 'VARCHAR', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
+        {'movieId': 'VARCHAR', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
     )
 
 ),
