@@ -28,13 +28,8 @@ from threadpoolctl import threadpool_limits
 from recs.core.settings import Settings
 from recs.core.types import Neighbors
 from recs.quality import baselines
-from recs.quality.evaluate import (
-    events_matrix,
-    hit_ranks,
-    load_events,
-    next_watch_split,
-    validation_split,
-)
+from recs.quality.metrics import hit_ranks
+from recs.quality.splits import events_matrix, load_events, next_watch_split, validation_split
 from recs.stages import recipe
 from recs.stages.embed import embed
 from recs.stages.source import resolve_data
