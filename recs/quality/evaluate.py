@@ -46,15 +46,15 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_recipe(
-    recipe: Recipe, splits: Splits, k: int, seed: int
+    train_lists: Recipe, splits: Splits, k: int, seed: int
 ) -> dict[str, float]:
     """Every metric of one recipe: trained on each protocol's training part only."""
     started = time.perf_counter()
-    lists = recipe(splits.next_watch.train, k, seed)
+    lists = train_lists(splits.next_watch.train, k, seed)
     row = next_watch_scores(lists, splits.next_watch, k, seed)
     train = events_matrix(splits.next_watch.train)
     row |= catalog_health(lists, train, splits.next_watch.targets, k)
-    co_lists = recipe(splits.co_train, k, seed)
+    co_lists = train_lists(splits.co_train, k, seed)
     row["co_liked_recall"] = co_liked_recall(co_lists, splits.co_test, k)
     row["seconds"] = time.perf_counter() - started
     return row
