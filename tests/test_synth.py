@@ -185,3 +185,59 @@ def test_read_dataset_reads_it(folder: Path) -> None:
 def test_impossible_counts_raise(tmp_path: Path, users: int, movies: int, ratings: int) -> None:
     with pytest.raises(ValueError, match=f"ratings={ratings}"):  # the check, not numpy
         write_synthetic(tmp_path, users, movies, ratings)
+
+
+# --- --format parquet --------------------------------------------------------------------------
+
+
+def test_parquet_holds_the_csv_tables_and_reads_to_the_same_dataset(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from recs.stages.ingest import load_dataset
+
+    csv_dir, pq_dir, again = tmp_path / "csv", tmp_path / "pq", tmp_path / "again"
+    write_synthetic(csv_dir, 200, 400, 8000, seed=3)
+    info = write_synthetic(pq_dir, 200, 400, 8000, seed=3, fmt="parquet")
+    write_synthetic(again, 200, 400, 8000, seed=3, fmt="parquet")
+    names = ("ratings.parquet", "movies.parquet", "links.parquet")
+    assert sorted(p.name for p in pq_dir.iterdir()) == sorted(names)
+    assert info["files"] == {n.split(".")[0]: str(pq_dir / n) for n in names}
+    for name in names:
+        assert (pq_dir / name).read_bytes() == (again / name).read_bytes(), name
+    schemas = {n: {f.name: str(f.type) for f in pq.read_schema(pq_dir / n)} for n in names}
+    assert schemas == {
+        "ratings.parquet": {"userId": "int32", "movieId": "int32", "rating": "double",
+                            "timestamp": "int64"},
+        "movies.parquet": {"movieId": "int32", "title": "string", "genres": "string"},
+        "links.parquet": {"movieId": "int32", "imdbId": "string", "tmdbId": "int64"},
+    }
+    links = pq.read_table(pq_dir / "links.parquet").to_pylist()
+    assert links[0]["imdbId"] == read_rows(csv_dir / "links.csv")[1][1]  # zeros kept
+    a, b = load_dataset(csv_dir), load_dataset(pq_dir)
+    assert dict(a.counts) == dict(b.counts)
+    assert (a.ratings.matrix != b.ratings.matrix).nnz == 0
+    assert np.array_equal(a.ratings.rated_at, b.ratings.rated_at)
+    assert a.movies.equals(b.movies)
+
+
+def test_a_folder_never_gets_both_formats(tmp_path: Path) -> None:
+    write_synthetic(tmp_path, 20, 40, 200, seed=1)
+    with pytest.raises(ValueError, match="already holds ratings.csv, movies.csv, links.csv"):
+        write_synthetic(tmp_path, 20, 40, 200, seed=1, fmt="parquet")
+    with pytest.raises(ValueError, match="format must be one of csv, parquet"):
+        write_synthetic(tmp_path / "x", 20, 40, 200, fmt="orc")
+
+
+def test_cli_synth_format_parquet(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from recs.cli import main
+
+    result = CliRunner().invoke(
+        main, ["synth", "--users", "20", "--movies", "40", "--ratings", "200", "--format",
+               "parquet", str(tmp_path / "out")],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "links.parquet", "movies.parquet", "ratings.parquet",
+    ]

@@ -1,5 +1,10 @@
 """Read a MovieLens folder with DuckDB: the sparse ratings matrix and the movie table.
 
+Each table is ratings.csv or ratings.parquet (and so on; recs.stages.source.table_file): the
+file's suffix picks a small statement of sql/sources that reads it, registered as one view per
+table (recs.stages.validate.read_source: ratings_file, ...), and the statements of sql/load and
+sql/checks read that view, one statement for both formats.
+
 Each CSV is read once, and checked on that same scan (recs.stages.validate): a bad input raises
 recs.core.errors.InputError with one line naming the file, the line and what to do; odd but usable
 inputs (duplicate ratings, ratings of unlisted movies, missing links) are counted and logged.
@@ -10,7 +15,8 @@ per-movie stats and the last pairs in numpy, without a DuckDB table of the ratin
 read cannot vouch for (a rejected or invalid row, an id >= 2^31, no rows) goes through the SQL
 path (load_tables, build_matrix, ...), which names the problem; both paths give identical results
 (tests/test_ingest.py). On 25M ratings the read is the CSV parse plus ~1 s of numpy, at half
-the memory of the SQL path.
+the memory of the SQL path. A ratings.parquet takes the same fast path (the same
+sql/load/ratings_columns.sql, on its view).
 """
 
 from __future__ import annotations
@@ -29,10 +35,19 @@ import pyarrow as pa
 from numpy.typing import NDArray
 from scipy import sparse
 
-from recs.core.errors import InputError
 from recs.core.sql import connect, load_sql
 from recs.core.types import Ratings
-from recs.stages.validate import HEADERS, TABLES, Problem, check_file, check_loaded, odd_inputs
+from recs.stages.source import table_file
+from recs.stages.validate import (
+    TABLES,
+    Problem,
+    check_input,
+    check_loaded,
+    is_parquet,
+    odd_inputs,
+    read_source,
+    unreadable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,38 +78,37 @@ class Dataset:
 
 
 def load_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
-    """Create the temp tables `ratings`, `movies`, `links` from the CSVs in `folder`, checked.
+    """Create the temp tables `ratings`, `movies`, `links` from the files in `folder`, checked.
 
-    Returns the data rows per file name. Raises InputError on the first fatal problem: every
-    file and header is checked before the first (big) scan, then each file right after its scan.
+    Returns the data rows per file name (HEADERS' names, ratings.csv also for ratings.parquet).
+    Raises InputError on the first fatal problem: every file and header (a Parquet file's column
+    types) is checked before the first (big) scan, then each file right after its scan.
     """
-    paths = _check_files(folder)
+    paths = _check_files(con, folder)
     return {name: _load_table(con, path, name) for name, path in paths.items()}
 
 
-def _check_files(folder: Path) -> dict[str, Path]:
-    """The path of each CSV in `folder` (HEADERS order), each checked to exist with its header."""
-    paths = {name: Path(folder) / name for name in HEADERS}
-    for name, path in paths.items():
-        check_file(path, name)
+def _check_files(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, Path]:
+    """The file of each name of HEADERS in `folder` (its .csv or its .parquet), each checked to
+    exist with its header or, for Parquet, its columns and their types."""
+    paths = {}
+    for name, table in TABLES.items():
+        path = table_file(Path(folder), table) or Path(folder) / name
+        check_input(con, path, name)
+        paths[name] = path
     return paths
 
 
 def _load_table(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> int:
-    """Load CSV `path` (a `name` from HEADERS) into its temp table, checked; returns its rows."""
+    """Load `path` (the file of `name` from HEADERS, .csv or .parquet) into its temp table,
+    checked; returns its rows."""
     table = TABLES[name]
     try:
-        con.execute(load_sql(f"load/{table}"), {f"{table}_csv": str(path)})
+        read_source(con, path, table)
+        con.execute(load_sql(f"load/{table}"))
     except duckdb.Error as err:
-        raise _unreadable(path, err) from None
+        raise unreadable(path, err) from None
     return check_loaded(con, path, name)
-
-
-def _unreadable(path: Path, err: duckdb.Error) -> InputError:
-    first = str(err).splitlines()[0][:160]
-    return InputError(
-        f"{path}: DuckDB cannot read it ({first}); check that it is a MovieLens CSV file"
-    )
 
 
 def build_matrix(con: duckdb.DuckDBPyConnection) -> tuple[Ratings, dict[str, Any]]:
@@ -186,7 +200,7 @@ def load_dataset(folder: Path, threads: int = 2) -> Dataset:
     folder = Path(folder)
     con = connect(threads)
     try:
-        paths = _check_files(folder)
+        paths = _check_files(con, folder)
         columns = _read_columns(con, paths["ratings.csv"])
         if columns is None:  # something to report: the SQL path names it, or reads the file
             log.debug("%s: read again by the SQL path", paths["ratings.csv"])
@@ -196,7 +210,7 @@ def load_dataset(folder: Path, threads: int = 2) -> Dataset:
         else:
             parts = _parts_numpy(con, paths, columns, threads)
         rows, ratings, built, movies, last_pairs = parts
-        problems = tuple(odd_inputs(con, folder, built))
+        problems = tuple(odd_inputs(con, paths, built))
     finally:
         con.close()
     for problem in problems:
@@ -251,17 +265,17 @@ class _Columns:
 
 
 def _read_columns(con: duckdb.DuckDBPyConnection, path: Path) -> _Columns | None:
-    """ratings.csv as columns, or None when a row was rejected or breaks a rule, an id does
-    not fit int32, or there is no row: then the SQL path (load_tables) must look at it."""
+    """ratings.csv (or .parquet) as columns, or None when a row was rejected or breaks a rule, an
+    id does not fit int32, or there is no row: then the SQL path (load_tables) must look at it."""
     try:
-        params = {"ratings_csv": str(path)}
-        cols = con.execute(load_sql("load/ratings_columns"), params).fetchnumpy()
+        read_source(con, path, "ratings")
+        cols = con.execute(load_sql("load/ratings_columns")).fetchnumpy()
     except duckdb.Error:
         return None
     user_id = cols["user_id"]
     if len(user_id) == 0 or user_id.min() < 0:
         return None
-    if con.execute("select count(*) from reject_errors").fetchall()[0][0]:
+    if not is_parquet(path) and con.execute("select count(*) from reject_errors").fetchall()[0][0]:
         return None
     movie_id, half_stars, rated_at = cols["movie_id"], cols["half_stars"], cols["rated_at"]
     del cols

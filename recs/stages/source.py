@@ -1,5 +1,10 @@
 """Resolve `--data` to a local MovieLens-latest folder (ratings.csv, movies.csv, links.csv).
 
+Each of the three tables may instead be a Parquet file with the same column names
+(ratings.parquet, movies.parquet, links.parquet), per table: ratings.parquet beside movies.csv and
+links.csv is fine. A folder holding both ratings.csv and ratings.parquet is refused (the job does
+not guess which one is meant): remove one.
+
 Inputs: nothing (the pinned ml-latest-small, downloaded once), a MovieLens-latest folder, a .zip
 of one, an http(s) URL of such a zip, or an ml-100k folder (converted once). Everything fetched,
 extracted or converted lives in the cache folder. Each cache entry is built in a staging folder
@@ -47,7 +52,10 @@ DEFAULT_PINS: Mapping[str, str] = MappingProxyType({
     "links.csv": "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
     "tags.csv": "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
 })
-REQUIRED_FILES = ("ratings.csv", "movies.csv", "links.csv")
+TABLES = ("ratings", "movies", "links")
+FORMATS = (".csv", ".parquet")  # each table is <table>.csv or <table>.parquet
+REQUIRED_FILES = tuple(f"{table}.csv" for table in TABLES)
+PARQUET_FILES = tuple(f"{table}.parquet" for table in TABLES)
 ML100K_FILES = ("u.data", "u.item")
 # part of the ml-100k cache key: bump it when the conversion SQL changes so old entries are unused
 ML100K_VERSION = 1
@@ -69,16 +77,39 @@ def sha256_file(path: Path, chunk_size: int = _CHUNK) -> str:
 def dataset_files(folder: Path) -> dict[str, Path]:
     """The input files a run reads from a MovieLens-latest folder: {file name: path}.
 
-    Keys are REQUIRED_FILES (ratings.csv, movies.csv, links.csv); raises InputError naming
-    the missing ones.
+    One file per table (TABLES), each <table>.csv or <table>.parquet (see table_file); raises
+    InputError naming the missing ones, or a table present in both formats.
     """
-    missing = _missing(folder, REQUIRED_FILES)
+    found = {table: table_file(folder, table) for table in TABLES}
+    missing = [table for table, path in found.items() if path is None]
     if missing:
         raise InputError(
-            f"{folder}: missing {', '.join(missing)}; point --data at the folder that holds "
-            "ratings.csv, movies.csv and links.csv (MovieLens-latest format)"
+            f"{folder}: missing {_file_names(folder, missing)}; point --data at the folder that "
+            "holds ratings, movies and links, each as .csv (MovieLens-latest format) or .parquet "
+            "(the same column names)"
         )
-    return {name: Path(folder) / name for name in REQUIRED_FILES}
+    return {path.name: path for path in found.values() if path is not None}
+
+
+def table_file(folder: Path, table: str) -> Path | None:
+    """The file holding `table` (one of TABLES) in `folder`: <table>.csv or <table>.parquet, None
+    when neither exists. Raises InputError when both exist: which one is meant is not guessed."""
+    found = [Path(folder) / f"{table}{ext}" for ext in FORMATS]
+    found = [path for path in found if path.exists()]
+    if len(found) > 1:
+        raise InputError(
+            f"{folder}: holds both {table}.csv and {table}.parquet; remove the one that should "
+            "not be read (each table is read from one file; csv and parquet may be mixed across "
+            "tables)"
+        )
+    return found[0] if found else None
+
+
+def _file_names(folder: Path, tables: list[str]) -> str:
+    """The missing `tables` as file names: .csv, or .parquet when the folder holds Parquet."""
+    if any((Path(folder) / name).exists() for name in PARQUET_FILES):
+        return ", ".join(f"{table}.parquet (or .csv)" for table in tables)
+    return ", ".join(f"{table}.csv" for table in tables)
 
 
 def resolve_data(
@@ -173,20 +204,22 @@ def _from_path(path: Path, cache: Path) -> tuple[Path, str]:
 def _as_latest(folder: Path, cache: Path, source: str) -> tuple[Path, str | None]:
     """`folder` if it is in MovieLens-latest format (and None), else its ml-100k conversion
     (and how it was obtained: converted or a cache hit)."""
-    if any((folder / name).is_file() for name in REQUIRED_FILES):
-        missing = _missing(folder, REQUIRED_FILES)
+    found = {table: table_file(folder, table) for table in TABLES}
+    if any(found.values()):
+        missing = [table for table, path in found.items() if path is None]
         if missing:
             raise InputError(
-                f"{source}: missing {', '.join(missing)} beside "
-                f"{', '.join(n for n in REQUIRED_FILES if n not in missing)}; "
-                "a MovieLens-latest folder needs ratings.csv, movies.csv and links.csv"
+                f"{source}: missing {_file_names(folder, missing)} beside "
+                f"{', '.join(path.name for path in found.values() if path is not None)}; "
+                "a MovieLens-latest folder needs ratings, movies and links (.csv, or .parquet "
+                "with the same column names)"
             )
         return folder, None
     if any((folder / name).is_file() for name in ML100K_FILES):
         return _convert_ml100k(folder, cache, source)
     raise InputError(
-        f"{source}: no ratings.csv, movies.csv or links.csv (nor ml-100k u.data/u.item) found; "
-        f"{_USAGE}"
+        f"{source}: no ratings.csv, movies.csv or links.csv (or .parquet; nor ml-100k "
+        f"u.data/u.item) found; {_USAGE}"
     )
 
 
@@ -334,7 +367,7 @@ def _check_member(info: zipfile.ZipInfo, dest: Path, source: str) -> None:
 
 def _dataset_root(top: Path, source: str) -> Path:
     """`top` if it holds dataset files, else its only sub-folder that does."""
-    markers = REQUIRED_FILES + ML100K_FILES
+    markers = REQUIRED_FILES + PARQUET_FILES + ML100K_FILES
     if any((top / name).is_file() for name in markers):
         return top
     candidates = [

@@ -11,6 +11,14 @@ their line and column instead of failing the scan. Then, cheapest first:
 3. one aggregate over the loaded table: rows that break a value rule, and repeated movieIds.
    Only when it finds some does a second, text-only scan locate the first such row.
 
+A table may instead be a Parquet file (ratings.parquet, ...; see recs.stages.source). It has no
+header line and no text to parse, so check 1 becomes a check of its columns: each MovieLens column
+is present by name (case-sensitive; order and extra columns do not matter) with one of the types
+of PARQUET_TYPES, else one line names the file, the column, the type found and the types
+expected. Check 2 has nothing to do (a file DuckDB cannot read at all is reported as such), and
+check 3 is the same rules on the same loaded tables, locating the first bad row by its row number
+in the file ("row 5", counted from 1) where a CSV gives its line.
+
 Anything fatal raises recs.core.errors.InputError with one line: the file as given, the line (and
 column), what is wrong, what to do, e.g.
 `data/ratings.csv line 5, column 3: rating 7.0 is outside 0.5-5.0 stars; fix or remove the row`.
@@ -59,9 +67,37 @@ HEADERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "movies.csv": ("movieId", "title", "genres"),
     "links.csv": ("movieId", "imdbId", "tmdbId"),
 })
-# the temp table each file is loaded into (by sql/load/<table>.sql, parameter $<table>_csv)
+# the temp table each file is loaded into (by sql/load/<table>.sql from the view <table>_file,
+# see read_source)
 TABLES: Mapping[str, str] = MappingProxyType({
     "ratings.csv": "ratings", "movies.csv": "movies", "links.csv": "links",
+})
+# the DuckDB types a Parquet column may have, per kind of MovieLens column; see PARQUET_TYPES
+_INTEGERS = (
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+)
+_TIMESTAMPS = (
+    "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE",
+)
+# column -> (accepted DuckDB types, DECIMAL(p,s) accepted too, what the message says is expected).
+# ids: any integer, or FLOAT/DOUBLE/DECIMAL holding whole numbers (a warehouse NUMBER(38,0) is a
+# DECIMAL; each value is checked like a CSV's); rating: FLOAT, DOUBLE or DECIMAL (half stars do
+# not fit an integer); timestamp: an integer of Unix seconds (MovieLens) or a TIMESTAMP (without
+# a time zone read as UTC, floored to the second; sql/macros/unix_seconds.sql); title, genres:
+# text; imdbId, tmdbId: text of digits (imdb's leading zeros kept) or any integer
+_ID_TYPES = (_INTEGERS + ("FLOAT", "DOUBLE"), True, "an integer type, or DOUBLE or DECIMAL "
+             "holding whole numbers")
+PARQUET_TYPES: Mapping[str, tuple[tuple[str, ...], bool, str]] = MappingProxyType({
+    "userId": _ID_TYPES,
+    "movieId": _ID_TYPES,
+    "rating": (("FLOAT", "DOUBLE"), True, "FLOAT, DOUBLE or DECIMAL (half stars, 0.5-5.0)"),
+    "timestamp": (_INTEGERS + _TIMESTAMPS, False,
+                  "an integer type (Unix seconds) or TIMESTAMP"),
+    "title": (("VARCHAR",), False, "VARCHAR (string)"),
+    "genres": (("VARCHAR",), False, "VARCHAR (string)"),
+    "imdbId": (("VARCHAR",) + _INTEGERS, False, "VARCHAR (string of digits) or an integer type"),
+    "tmdbId": (("VARCHAR",) + _INTEGERS, False, "VARCHAR (string of digits) or an integer type"),
 })
 _MAX_SHOWN = 40  # characters of a bad value quoted in a message
 _BLOCK = 1 << 24  # bytes read at a time when counting lines
@@ -85,13 +121,20 @@ class Problem:
 # --- 1. before DuckDB: the file and its header -------------------------------------------------
 
 
+def is_parquet(path: Path) -> bool:
+    """Whether `path` is read as Parquet (by its suffix), else as a MovieLens CSV."""
+    return Path(path).suffix == ".parquet"
+
+
 def check_file(path: Path, name: str) -> None:
     """`path` (a `name` from HEADERS) exists, is not empty, and line 1 is the exact header."""
     want = ",".join(HEADERS[name])
     if not path.is_file():
         what = "is not a file" if path.exists() else "not found"
+        table = TABLES[name]
         raise InputError(
-            f"{path}: {what}; the data folder needs {name} (MovieLens format, header '{want}')"
+            f"{path}: {what}; the data folder needs {name} (MovieLens format, header '{want}') "
+            f"or {table}.parquet (columns {', '.join(HEADERS[name])})"
         )
     try:
         with path.open("rb") as f:
@@ -136,6 +179,54 @@ def _header_problem(got: str, want: tuple[str, ...]) -> str:
     if not missing and not extra:
         return f"columns in the wrong order ('{_clip(got)}'); {exact}"
     return f"header is '{_clip(got)}'; {exact}"
+
+
+def check_parquet(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> None:
+    """Parquet `path` (for `name` from HEADERS) is a readable file holding each MovieLens column
+    by name with an accepted type (PARQUET_TYPES); other columns are ignored. Reads metadata only.
+    """
+    want = HEADERS[name]
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "not found"
+        raise InputError(
+            f"{path}: {what}; write {TABLES[name]} as one Parquet file with the columns "
+            f"{', '.join(want)}"
+        )
+    try:
+        found = _rows(con, load_sql("checks/parquet_columns"), {"parquet_path": str(path)})
+    except duckdb.Error as err:
+        raise unreadable(path, err) from None
+    types = {row["column_name"]: row["column_type"] for row in found}
+    for column in want:
+        if column not in types:
+            raise InputError(f"{path}: {_missing_column(column, list(types), want)}")
+    for column in want:
+        allowed, decimal, expected = PARQUET_TYPES[column]
+        got = types[column]
+        if got not in allowed and not (decimal and got.startswith("DECIMAL")):
+            raise InputError(
+                f"{path}, column {column}: type {_clip(got)} where {expected} is expected; "
+                "write the column with one of those types"
+            )
+
+
+def _missing_column(column: str, names: list[str], want: tuple[str, ...]) -> str:
+    """'what is wrong; what to do' for a MovieLens column absent from a Parquet file."""
+    need = f"it needs the columns {', '.join(want)} (MovieLens names, any order)"
+    near = [n for n in names if n.lower() == column.lower()]
+    if near:
+        return f"column {_clip(near[0])} has the wrong case; {need}: rename it to {column}"
+    shown = _clip(", ".join(names), 120)
+    return f"no column {column} (columns are {shown}); {need}: rename or add it"
+
+
+def unreadable(path: Path, err: duckdb.Error) -> InputError:
+    """The one-line error for a file DuckDB cannot read at all."""
+    first = str(err).splitlines()[0][:160]
+    kind = "Parquet" if is_parquet(path) else "MovieLens CSV"
+    return InputError(
+        f"{path}: DuckDB cannot read it ({first}); check that it is a {kind} file"
+    )
 
 
 def _row_noun(name: str) -> str:
@@ -202,34 +293,60 @@ def check_values(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> int:
     bad rows does sql/checks/<table>_first_problem.sql scan the file again to find the first one.
     """
     table = TABLES[name]
+    parquet = is_parquet(path)
     stats = _one_row(con, load_sql(f"checks/{table}_counts"))
     if stats["n_rows"] == 0:
-        raise InputError(
-            f"{path} line 2: no rows after the header; the file needs one row per {_row_noun(name)}"
-        )
+        where = f"{path}: no rows" if parquet else f"{path} line 2: no rows after the header"
+        raise InputError(f"{where}; the file needs one row per {_row_noun(name)}")
     if stats["n_bad"] == 0 and stats.get("n_duplicates", 0) == 0:
         return int(stats["n_rows"])
-    found = _rows(con, load_sql(f"checks/{table}_first_problem"), {f"{table}_csv": str(path)})
+    read_source(con, path, table, text=True)
+    found = _rows(con, load_sql(f"checks/{table}_first_problem"))
     if not found:  # the rules in the load and in field_problem disagree: still say what is known
         raise InputError(
             f"{path}: {stats['n_bad']} rows have an empty or invalid value; check the ids are "
             f"whole numbers >= 0 and ratings are 0.5-5.0 stars"
         )
     row = found[0]
-    line = line_of_record(path, int(row["record"]))
     for idx, column in enumerate(HEADERS[name], start=1):
         problem = row.get(f"{column}_problem")
         if problem is None:
             continue
-        where = f"{path} line {line}, column {idx}"
+        # a Parquet file has no lines: the row in file order, and its columns go by name
+        where = f"{path} {_place(path, row['record'])}, column {column if parquet else idx}"
         if problem == "duplicate":
-            first_line = line_of_record(path, int(row["first_record"]))
             raise InputError(
-                f"{where}: movieId {row[column]} is listed again (first on line {first_line}); "
-                "each movie must appear once: remove one of the rows"
+                f"{where}: movieId {row[column]} is listed again (first on "
+                f"{_place(path, row['first_record'])}); each movie must appear once: remove one "
+                "of the rows"
             )
         raise InputError(f"{where}: {_describe(column, row[column], problem)}")
     raise AssertionError(f"checks/{table}_first_problem returned a row without a problem: {row}")
+
+
+def _place(path: Path, record: int) -> str:
+    """Where data row `record` (from 1) of `path` is: 'row N' in Parquet, 'line N' in a CSV."""
+    return f"row {record}" if is_parquet(path) else f"line {line_of_record(path, int(record))}"
+
+
+def read_source(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, *, text: bool = False
+) -> None:
+    """Make the view `<table>_file` read `path`, the file of `table` (ratings, movies, links):
+    its rows typed as sql/load expects them. With `text`, the view `<table>_text` instead: each
+    field as text, with the row's record number (from 1, file order), for
+    sql/checks/<table>_first_problem.
+
+    The file's suffix picks the statement, sql/sources/<table>[_text]_<csv|parquet>.sql; the
+    path is bound as its parameter ($<table>_csv or $<table>_parquet), so every statement reading
+    the view is one for both formats. The file is scanned when a statement reads the view (a CSV
+    with store_rejects: its malformed rows go to reject_errors then). Raises duckdb.Error when
+    DuckDB cannot open the file (a Parquet file's metadata is read here).
+    """
+    fmt = "parquet" if is_parquet(path) else "csv"
+    source = f"sources/{table}_text_{fmt}" if text else f"sources/{table}_{fmt}"
+    view = f"{table}_text" if text else f"{table}_file"
+    con.sql(load_sql(source), params={f"{table}_{fmt}": str(path)}).create_view(view)
 
 
 def _describe(column: str, value: Any, problem: str) -> str:
@@ -318,19 +435,29 @@ def _clip(text: str, limit: int = _MAX_SHOWN) -> str:
 # --- the whole folder --------------------------------------------------------------------------
 
 
+def check_input(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> None:
+    """Check 1 for the file of `name` (from HEADERS): its header, or a Parquet file's columns."""
+    if is_parquet(path):
+        check_parquet(con, path, name)
+    else:
+        check_file(path, name)
+
+
 def check_loaded(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> int:
     """Checks 2 and 3 for one loaded file; returns its number of data rows."""
-    check_rejects(con, path, name)
+    if not is_parquet(path):  # a Parquet read rejects no rows: it reads or it fails
+        check_rejects(con, path, name)
     return check_values(con, path, name)
 
 
 def odd_inputs(
-    con: duckdb.DuckDBPyConnection, folder: Path, counts: Mapping[str, int]
+    con: duckdb.DuckDBPyConnection, files: Mapping[str, Path], counts: Mapping[str, int]
 ) -> list[Problem]:
     """The odd-but-usable inputs: cross-file counts (sql/checks/odd_inputs.sql) plus `counts` from
-    building the matrix (duplicates, unlisted_ratings, unlisted_movies, duplicate_example)."""
+    building the matrix (duplicates, unlisted_ratings, unlisted_movies, duplicate_example).
+    files: the path read for each name of HEADERS (a .csv or .parquet)."""
     odd = _one_row(con, load_sql("checks/odd_inputs"))
-    ratings, movies, links = (folder / n for n in ("ratings.csv", "movies.csv", "links.csv"))
+    ratings, movies, links = (files[n] for n in ("ratings.csv", "movies.csv", "links.csv"))
     found: list[Problem] = []
     if counts.get("duplicates"):
         example = counts.get("duplicate_example")

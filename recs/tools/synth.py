@@ -5,6 +5,11 @@ ratings skewed toward 3-4, sparse movie ids, CSV-quoted titles, 7-digit imdb ids
 tmdb ids. Users and movies carry latent taste vectors drawn around a few taste clusters: which
 movies a user rates and how she rates them both follow those vectors, so collaborative filtering
 has real signal to find. Everything comes from one seeded generator: same arguments, same bytes.
+
+fmt="parquet" writes the same tables as ratings.parquet, movies.parquet and links.parquet, with
+the types a warehouse export would hold: ids INTEGER, rating DOUBLE, timestamp BIGINT (Unix
+seconds), imdbId VARCHAR (7 digits, leading zeros kept), tmdbId BIGINT (null where the CSV's is
+empty), title and genres VARCHAR. The job reads either to the same lists.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
@@ -51,16 +57,24 @@ _DAY = 86_400
 _TASTE = 1.6
 
 
-def write_synthetic(out: Path, users: int, movies: int, ratings: int, seed: int = 0) -> dict:
-    """Write ratings.csv, movies.csv and links.csv of a synthetic MovieLens folder into `out`.
+FORMATS = ("csv", "parquet")
+
+
+def write_synthetic(
+    out: Path, users: int, movies: int, ratings: int, seed: int = 0, fmt: str = "csv"
+) -> dict:
+    """Write ratings.csv, movies.csv and links.csv of a synthetic MovieLens folder into `out`
+    (fmt "parquet": ratings.parquet, movies.parquet, links.parquet with the same contents).
 
     users: distinct userIds (1..users, every one with at least a few ratings); movies: rows of
     movies.csv (ids sparse, up to ~3x `movies`); ratings: rows of ratings.csv, no (user, movie)
     pair twice. Files are byte-identical for the same arguments. Returns the counts, the seed,
-    the files written and the seconds taken. Raises ValueError when the counts cannot fit.
+    the files written and the seconds taken. Raises ValueError when the counts cannot fit, or
+    when `out` holds files of the other format (a folder must not hold both for a table).
     """
     started = time.perf_counter()
     min_per_user = _check_counts(users, movies, ratings)
+    _check_format(out, fmt)
     rng = np.random.default_rng(seed)
     model = _latent_model(rng, users, movies)
     per_user = _activity(rng, users, movies, ratings, min_per_user)
@@ -70,11 +84,11 @@ def write_synthetic(out: Path, users: int, movies: int, ratings: int, seed: int 
     movie_ids = _movie_ids(rng, movies)
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {
-        "ratings": out / "ratings.csv",
-        "movies": out / "movies.csv",
-        "links": out / "links.csv",
-    }
+    files = {name: out / f"{name}.{fmt}" for name in ("ratings", "movies", "links")}
+    if fmt == "parquet":
+        _write_parquet(files, user_idx, movie_ids[movie_idx], stars, stamps,
+                       _movie_rows(rng, model, movie_ids), _link_rows(rng, movie_ids))
+        return _done(files, users, movies, ratings, seed, started)
     ratings_table = pa.table({
         "userId": pa.array(user_idx + 1, pa.int32()),
         "movieId": pa.array(movie_ids[movie_idx], pa.int32()),
@@ -87,7 +101,14 @@ def write_synthetic(out: Path, users: int, movies: int, ratings: int, seed: int 
     del ratings_table, user_idx, movie_idx, stars, stamps
     _write_text_csv("movieId,title,genres", _movie_rows(rng, model, movie_ids), files["movies"])
     _write_text_csv("movieId,imdbId,tmdbId", _link_rows(rng, movie_ids), files["links"])
+    return _done(files, users, movies, ratings, seed, started)
 
+
+def _done(
+    files: dict[str, Path], users: int, movies: int, ratings: int, seed: int, started: float
+) -> dict:
+    """write_synthetic's report, logged."""
+    out = files["ratings"].parent
     seconds = time.perf_counter() - started
     log.info(
         "synthesized %d ratings from %d users on %d movies into %s in %.1f s",
@@ -97,6 +118,20 @@ def write_synthetic(out: Path, users: int, movies: int, ratings: int, seed: int 
         "users": users, "movies": movies, "ratings": ratings, "seed": seed,
         "files": {name: str(path) for name, path in files.items()}, "seconds": round(seconds, 3),
     }
+
+
+def _check_format(out: Path, fmt: str) -> None:
+    """ValueError for an unknown `fmt`, or when `out` holds a table in the other format."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    other = "csv" if fmt == "parquet" else "parquet"
+    clash = [f"{name}.{other}" for name in ("ratings", "movies", "links")
+             if (out / f"{name}.{other}").exists()]
+    if clash:
+        raise ValueError(
+            f"{out} already holds {', '.join(clash)}; a folder must not hold a table as both csv "
+            f"and parquet: write the {fmt} files to another folder, or remove those"
+        )
 
 
 def _check_counts(users: int, movies: int, ratings: int) -> int:
@@ -379,6 +414,35 @@ def _write_csv(table: pa.Table, path: Path) -> None:
             table, sink,
             pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=1 << 16),
         )
+
+
+def _write_parquet(
+    files: dict[str, Path], user_idx: NDArray[np.int32], movie_id: NDArray[np.int64],
+    stars: NDArray[np.int8], stamps: NDArray[np.int64],
+    movie_rows: list[tuple[str, str, str]], link_rows: list[tuple[str, str, str]],
+) -> None:
+    """The three tables as Parquet (zstd), holding what the CSVs would hold (module docstring)."""
+    half = np.array([float(s) for s in STARS])
+    ratings = pa.table({
+        "userId": pa.array(user_idx + 1, pa.int32()),
+        "movieId": pa.array(movie_id, pa.int32()),
+        "rating": pa.array(half[stars], pa.float64()),
+        "timestamp": pa.array(stamps, pa.int64()),
+    })
+    pq.write_table(ratings, files["ratings"], compression="zstd")
+    del ratings
+    ids, titles, genres = zip(*movie_rows, strict=True)
+    pq.write_table(pa.table({
+        "movieId": pa.array([int(i) for i in ids], pa.int32()),
+        "title": pa.array(titles, pa.string()),
+        "genres": pa.array(genres, pa.string()),
+    }), files["movies"], compression="zstd")
+    ids, imdb, tmdb = zip(*link_rows, strict=True)
+    pq.write_table(pa.table({
+        "movieId": pa.array([int(i) for i in ids], pa.int32()),
+        "imdbId": pa.array(imdb, pa.string()),
+        "tmdbId": pa.array([int(t) if t else None for t in tmdb], pa.int64()),
+    }), files["links"], compression="zstd")
 
 
 def _write_text_csv(header: str, rows: list[tuple[str, ...]], path: Path) -> None:

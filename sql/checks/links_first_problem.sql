@@ -1,24 +1,7 @@
--- failure path only: the first row of links.csv with a bad id or a movieId listed before,
--- read again as text in file order; first_record is where a repeated movieId first appeared
-with source as (
-
-    select * from movielens_csv(
-        $links_csv,
-        {'movieId': 'VARCHAR', 'imdbId': 'VARCHAR', 'tmdbId': 'VARCHAR'}
-    )
-
-),
-
-numbered as (
-
-    select
-        row_number() over () as record,
-        *
-    from source
-
-),
-
-problems as (
+-- failure path only: the first row of links.csv (or .parquet) with a bad id or a movieId listed
+-- before, read again as text in file order (the view links_text, sources/links_text_*);
+-- first_record is where a repeated movieId first appeared
+with problems as (
 
     select
         record,
@@ -35,7 +18,7 @@ problems as (
         field_problem('digits', imdbId) as imdbId_problem,
         tmdbId,
         field_problem('digits', tmdbId) as tmdbId_problem
-    from numbered
+    from links_text
 
 ),
 

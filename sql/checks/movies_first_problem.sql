@@ -1,24 +1,7 @@
--- failure path only: the first row of movies.csv with a bad movieId or one listed before,
--- read again as text in file order; first_record is where a repeated movieId first appeared
-with source as (
-
-    select * from movielens_csv(
-        $movies_csv,
-        {'movieId': 'VARCHAR', 'title': 'VARCHAR', 'genres': 'VARCHAR'}
-    )
-
-),
-
-numbered as (
-
-    select
-        row_number() over () as record,
-        *
-    from source
-
-),
-
-problems as (
+-- failure path only: the first row of movies.csv (or .parquet) with a bad movieId or one listed
+-- before, read again as text in file order (the view movies_text, sources/movies_text_*);
+-- first_record is where a repeated movieId first appeared
+with problems as (
 
     select
         record,
@@ -31,7 +14,7 @@ problems as (
             end
         ) as movieId_problem,
         min(record) over (partition by try_cast(movieId as double)) as first_record
-    from numbered
+    from movies_text
 
 ),
 

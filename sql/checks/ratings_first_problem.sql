@@ -1,33 +1,24 @@
--- failure path only: the first row of ratings.csv that breaks a rule, found by reading the file
--- again as text, in file order. record counts data rows from 1 (blank lines are not rows).
+-- failure path only: the first row of ratings.csv (or .parquet) that breaks a rule, found by
+-- reading the file again as text, in file order: the view ratings_text (sources/ratings_text_csv
+-- or sources/ratings_text_parquet) gives each row's record (data rows from 1) and its fields.
 -- suspects applies the cheap numeric rules of load/ratings.sql and ratings_counts to every row;
 -- field_problem's wordier diagnosis runs on the suspects only
-with source as (
-
-    select * from movielens_csv(
-        $ratings_csv,
-        {'userId': 'VARCHAR', 'movieId': 'VARCHAR', 'rating': 'VARCHAR', 'timestamp': 'VARCHAR'}
-    )
-
-),
-
-numbered as (
+with parsed as (
 
     select
-        row_number() over () as record,
         *,
         try_cast(userId as double) as user_x,
         try_cast(movieId as double) as movie_x,
         try_cast(rating as double) as rating_x,
         try_cast(timestamp as bigint) as time_x
-    from source
+    from ratings_text
 
 ),
 
 suspects as (
 
     select *
-    from numbered
+    from parsed
     where not coalesce(
         whole_id(user_x) is not null
         and whole_id(movie_x) is not null

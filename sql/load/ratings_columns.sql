@@ -1,19 +1,10 @@
--- the fast read of ratings.csv for recs.stages.ingest.load_dataset: the same scan as ratings.sql (so the
--- same rows are rejected), returned as narrow columns instead of a table. ok marks a row that
--- passes every rule of ratings.sql and checks/ratings_counts with both ids below 2^31 (int32);
--- any other row gets user_id -1, and one such row (or one rejected row) sends recs.stages.ingest to
--- the full load (load_tables), which names the first problem
-with source as (
-
-    select * from movielens_csv(
-        $ratings_csv,
-        {'userId': 'DOUBLE', 'movieId': 'DOUBLE', 'rating': 'DOUBLE', 'timestamp': 'BIGINT'},
-        rejects := true
-    )
-
-),
-
-checked as (
+-- the fast read of ratings.csv (or .parquet) for recs.stages.ingest.load_dataset: the same scan
+-- as ratings.sql (the view ratings_file, so the same rows are rejected), returned as narrow
+-- columns instead of a table. ok marks a row that passes every rule of ratings.sql and
+-- checks/ratings_counts with both ids below 2^31 (int32); any other row gets user_id -1, and one
+-- such row (or one rejected row) sends recs.stages.ingest to the full load (load_tables), which
+-- names the first problem
+with checked as (
 
     select
         *,
@@ -24,7 +15,7 @@ checked as (
             and timestamp is not null,
             false
         ) as ok
-    from source
+    from ratings_file
 
 ),
 
