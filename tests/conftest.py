@@ -1,12 +1,27 @@
-"""Shared fixtures.
+"""Fixtures (helpers that are not fixtures live in tests/helpers.py).
 
-- `ml_small`: the real MovieLens latest-small folder (../shared/data beside the checkout, or
-  RECS_TEST_DATA). Missing data fails the test: CI has it, and users rely on these checks.
-- `make_dataset`: writes a tiny hand-made MovieLens folder whose right answers are known.
-- `run_tiny`: the nightly job on such a folder (dim 2, top 3), writing under one root.
-- `fake_run`: a published run folder holding one file, without running the job.
-- `small_run`: the nightly job run once on ml-latest-small for the whole session
-  (settings, result); tests read its output and must not modify it.
+Session fixtures:
+- `ml_small`: the real MovieLens latest-small folder, the first found of $RECS_TEST_DATA/
+  ml-latest-small, ../shared/data/ml-latest-small beside the checkout, and the recs cache the
+  README's first command fills (RECS_CACHE, else $XDG_CACHE_HOME/recs, else ~/.cache/recs, as
+  set when pytest started; the cached copy is checked against the pinned sha256). If none has
+  it, it is fetched once into that cache through the job's own verified download
+  (`recs.stages.source.resolve_data(None, cache)`), and the terminal says so. If that fails too,
+  the tests that need it fail with one line naming every place looked in.
+- `ml_100k`: the real ml-100k folder from $RECS_TEST_DATA/ml-100k or ../shared/data/ml-100k.
+  It has no download: when missing, the tests that need it fail with one line naming both.
+- `small_run`: the nightly job run once on `ml_small` for the whole session, as (settings,
+  result); tests read its output and must not modify it.
+
+Per-test fixtures:
+- `_isolated_env` (autouse): no test reads the developer's RECS_* settings or touches
+  ~/.lancedb or the user's cache (RECS_DB and RECS_CACHE point into the test's tmp_path).
+- `make_dataset`: writes a tiny hand-made MovieLens folder (`helpers.write_dataset`, by default
+  `helpers.two_groups()`) under tmp_path and returns it.
+
+Hooks: the report header says where each real dataset was found; every test using `ml_small`,
+`ml_100k` or `small_run` gets the `real_data` marker (`-m real_data` selects them). A missing
+Chromium skips only the browser tests (test_demo_page.py), with the install hint.
 """
 
 from __future__ import annotations
@@ -16,20 +31,71 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import find_dataset, two_groups, user_cache, write_dataset
 
-REPO = Path(__file__).resolve().parent.parent
+# the environment as pytest found it, before `_isolated_env` changes it for each test
+START_ENV = dict(os.environ)
+NOTES: list[str] = []  # said again in the terminal summary
 
 
-def _data_root() -> Path:
-    return Path(os.environ.get("RECS_TEST_DATA", REPO.parent / "shared" / "data"))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `real_data` every test that reads the real MovieLens files (CI's offline pass)."""
+    for item in items:
+        if {"ml_small", "ml_100k", "small_run"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    for name in ("ml-latest-small", "ml-100k"):
+        found = find_dataset(name, START_ENV).found
+        lines.append(f"test data {name}: " + (f"{found[1]} ({found[0]})" if found else
+                                               "not found (see tests/conftest.py)"))
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for note in NOTES:
+        terminalreporter.write_line(note, yellow=True)
+
+
+def _say(config: pytest.Config, message: str) -> None:
+    """A line on the terminal now, even while output is captured, and again at the end."""
+    NOTES.append(message)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_line(message, yellow=True)
 
 
 @pytest.fixture(scope="session")
-def ml_small() -> Path:
-    folder = _data_root() / "ml-latest-small"
-    if not (folder / "ratings.csv").is_file():
-        pytest.fail(f"MovieLens latest-small not found at {folder}: set RECS_TEST_DATA")
-    return folder
+def ml_small(request: pytest.FixtureRequest) -> Path:
+    from recs.core.errors import InputError
+    from recs.stages.source import resolve_data
+
+    lookup = find_dataset("ml-latest-small", START_ENV)
+    cache = user_cache(START_ENV)
+    if lookup.found is not None and lookup.found[0] != "recs cache":
+        return lookup.found[1]
+    if lookup.found is None:
+        _say(request.config, f"ml-latest-small not found in {lookup.where()}: fetching it once "
+                             f"into {cache} with the job's verified download")
+    try:
+        return resolve_data(None, cache)  # a cache hit is checked against the pinned sha256
+    except InputError as exc:
+        problem = str(exc)
+    pytest.fail(f"ml-latest-small not found in {lookup.where()}, and {problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ml_100k() -> Path:
+    lookup = find_dataset("ml-100k", START_ENV)
+    if lookup.found is None:
+        pytest.fail(f"ml-100k not found in {lookup.where()} (it has no download): set "
+                    "RECS_TEST_DATA to a folder holding ml-100k/", pytrace=False)
+    return lookup.found[1]
 
 
 @pytest.fixture(autouse=True)
@@ -41,63 +107,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RECS_DB", str(tmp_path / "lancedb"))
     monkeypatch.setenv("RECS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("LANCEDB_LOG", "error")
-
-
-def two_groups() -> list[tuple[int, int, float, int]]:
-    """Users 1-6 rate only movies 10-14, users 7-12 only movies 20-24, every rating 4 or 5.
-
-    With dim=2 the SVD gives each group one axis: movies inside a group all point the same
-    way (cosine 1, so lists are ordered by id) and are orthogonal to the other group.
-    """
-    rows = []
-    for user in range(1, 13):
-        movies = range(10, 15) if user <= 6 else range(20, 25)
-        for j, movie in enumerate(movies):
-            rows.append((user, movie, 4.0 + (user + j) % 2, 1_500_000_000 + 60 * (user * 10 + j)))
-    return rows
-
-
-def write_dataset(
-    folder: Path,
-    ratings: list[tuple[int, int, float, int]],
-    titles: dict[int, str] | None = None,
-) -> Path:
-    """A MovieLens-latest folder (CRLF, like GroupLens) holding exactly these ratings."""
-    folder.mkdir(parents=True, exist_ok=True)
-    movie_ids = sorted({m for _, m, _, _ in ratings} | set(titles or {}))
-    titles = titles or {}
-    lines = ["userId,movieId,rating,timestamp"]
-    lines += [f"{u},{m},{r},{t}" for u, m, r, t in ratings]
-    (folder / "ratings.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
-    movies = ["movieId,title,genres"]
-    links = ["movieId,imdbId,tmdbId"]
-    for m in movie_ids:
-        title = titles.get(m, f"Movie {m} (20{m % 100:02d})").replace('"', '""')
-        genre = "Comedy|Drama" if m % 2 else "Drama"
-        movies.append(f'{m},"{title}",{genre}')
-        links.append(f"{m},{m:07d},{m + 1000}")
-    (folder / "movies.csv").write_bytes(("\r\n".join(movies) + "\r\n").encode())
-    (folder / "links.csv").write_bytes(("\r\n".join(links) + "\r\n").encode())
-    return folder
-
-
-def run_tiny(data: Path, root: Path, **overrides):
-    """The nightly job on a tiny folder: dim 2, top 3, out/ and db/ under `root`;
-    `overrides` are further Settings fields."""
-    from recs.core.settings import Settings
-    from recs.jobs import nightly
-
-    return nightly.run(Settings(data=str(data), out=root / "out", db=root / "db", dim=2,
-                                top_k=3, **overrides))
-
-
-def fake_run(out: Path, run_id: str) -> Path:
-    """Publish a run `run_id` under `out` whose only file, marker, holds its id; its folder."""
-    from recs.stages import publish
-
-    stage = publish.staging_dir(out, run_id)
-    (stage / "marker").write_text(run_id)
-    return publish.publish(out, stage, run_id)
 
 
 @pytest.fixture

@@ -40,11 +40,13 @@ def published(make_dataset, tmp_path, monkeypatch):
     return tmp_path / "out"
 
 
+@pytest.mark.slow
 def test_run_publishes_and_reports(published):
     assert (published / "latest" / "manifest.json").is_file()
     assert (published / "latest" / "index.html").is_file()
 
 
+@pytest.mark.slow
 def test_similar_by_exact_title_prints_the_list(published):
     result = CliRunner().invoke(main, ["similar", "Alpha (2001)", "-k", "3"])
     assert result.exit_code == 0, result.output
@@ -53,6 +55,7 @@ def test_similar_by_exact_title_prints_the_list(published):
     assert [line.split()[2] for line in lines[1:]] == ["11", "12", "13"]
 
 
+@pytest.mark.slow
 def test_similar_json_by_id(published):
     result = CliRunner().invoke(main, ["similar", "14", "--json", "-k", "2"])
     assert result.exit_code == 0, result.output
@@ -62,12 +65,14 @@ def test_similar_json_by_id(published):
     assert set(payload["similar"][0]) >= {"movie_id", "title", "genres", "imdb_id", "score"}
 
 
+@pytest.mark.slow
 def test_similar_title_without_year_prefers_the_exact_film(published):
     result = CliRunner().invoke(main, ["similar", "alpha"])  # "Alpha (2001)", not "Alpha Beta"
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "Because you watched Alpha (2001) (10):"
 
 
+@pytest.mark.slow
 def test_similar_ambiguous_title_lists_candidates(published):
     result = CliRunner().invoke(main, ["similar", "alph"])
     assert result.exit_code != 0
@@ -75,6 +80,7 @@ def test_similar_ambiguous_title_lists_candidates(published):
     assert "Alpha Beta (2002)" in result.output
 
 
+@pytest.mark.slow
 def test_similar_unknown_title(published):
     result = CliRunner().invoke(main, ["similar", "no such film"])
     assert result.exit_code == 1
@@ -102,6 +108,7 @@ def test_bad_setting_from_environment(monkeypatch, tmp_path):
     assert "dim" in result.output
 
 
+@pytest.mark.slow
 def test_run_from_a_zip_served_on_loopback(make_dataset, tmp_path):
     import functools
     import http.server

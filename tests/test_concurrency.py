@@ -10,6 +10,7 @@ import os
 import signal
 
 import numpy as np
+import pytest
 from jobtools import (
     Job,
     cli_args,
@@ -20,6 +21,8 @@ from jobtools import (
 
 from recs.stages import publish
 from recs.tools.synth import write_synthetic
+
+pytestmark = pytest.mark.slow  # two real `recs run` processes
 
 
 def listing(root) -> list[tuple[str, int]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fake_run
+from helpers import fake_run
 from jobtools import (
     TABLE,
     Job,
@@ -36,6 +36,8 @@ from recs.core.settings import Settings
 from recs.jobs import nightly
 from recs.stages import publish
 from recs.tools.synth import write_synthetic
+
+pytestmark = pytest.mark.slow  # real processes, SIGKILLed
 
 # the child kills itself: nothing after this line runs, no finally, no atexit
 DIE = "import os, signal\ndef _die(*a, **k):\n    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -26,6 +26,8 @@ import pytest
 
 from recs.tools.serve import make_server
 
+pytestmark = pytest.mark.slow  # a real headless Chromium process per test module
+
 PAGE = Path(__file__).resolve().parents[1] / "recs" / "assets" / "index.html"
 RUN_ID = "20261127T020000Z"
 TRICKY = (

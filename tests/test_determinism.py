@@ -13,6 +13,8 @@ from jobtools import RUN_RELATIVE, content_hashes, verify_run
 
 from recs.jobs import nightly
 
+pytestmark = pytest.mark.slow  # two more whole runs on ml-latest-small
+
 RUN_IDS = ("run_id", "previous_run_id")
 
 

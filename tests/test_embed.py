@@ -1,4 +1,4 @@
-"""SVD movie vectors and the co-watch re-rank on hand-made ratings with known structure."""
+"""SVD movie vectors, and the recipe's lists, on hand-made ratings with known structure."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from threadpoolctl import threadpool_limits
 
 from recs.core.errors import InputError
 from recs.core.settings import Settings
-from recs.core.types import Neighbors, Ratings
+from recs.core.types import Ratings
 from recs.quality.evaluate import recipe_lists
 from recs.stages.embed import BlockedProducts, embed, movie_vectors, svd_input, truncated_svd
 from recs.stages.recipe import eligible
-from recs.stages.rerank import Counts, co_counts, rerank, watched_by
 
 
 def two_groups(seed: int = 0) -> Ratings:
@@ -57,27 +56,6 @@ def test_min_support_decides_who_gets_lists_and_who_appears():
     ratings = Ratings(sparse.csr_array(dense), np.arange(3), np.array([5, 6, 7, 8]))
     settings = Settings(min_support=2)
     assert eligible(ratings, settings).tolist() == [True, True, False, False]
-
-
-def test_co_counts_count_users_who_rated_both():
-    dense = np.array([[5, 1, 0], [4, 0, 2], [3, 3, 3]], np.float32)
-    x = watched_by(Ratings(sparse.csr_array(dense), np.arange(3), np.arange(3)))
-    counts = co_counts(x, np.array([0, 1]), np.array([[1, 2], [0, -1]]))
-    assert counts.tolist() == [[2, 2], [2, 0]]
-
-
-def test_rerank_puts_the_most_co_watched_first_and_reports_co_watchers():
-    # movie 0 is watched with 1 by three users and with 2 by one user; 3 is never co-watched
-    dense = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1], [0, 0, 0, 1]])
-    ratings = Ratings(sparse.csr_array(dense.astype(np.float32)), np.arange(5),
-                      np.array([10, 20, 30, 40]))
-    pools = Neighbors(np.array([10]), np.array([[30, 40, 20]]),
-                      np.array([[0.9, 0.8, 0.5]], np.float32))
-    settings = Settings(rerank_pop_power=0.0, rerank_cos_power=1.0)
-    out = rerank(Counts.of(ratings, settings), pools, 3, settings)
-    assert out.neighbor_ids.tolist() == [[20, 30, 40]]
-    assert out.co_watchers.tolist() == [[3, 1, 0]]
-    np.testing.assert_allclose(out.scores, [[1.5, 0.9, 0.0]], rtol=1e-6)
 
 
 # --- the SVD itself -------------------------------------------------------------------------

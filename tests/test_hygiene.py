@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import run_tiny, two_groups, write_dataset
+from helpers import check_json_files, run_tiny, two_groups, write_dataset
 from jobtools import TIMEOUT_S, verify_run
 
 from recs.cli import main
@@ -54,14 +54,17 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> nightly.RunResult:
     return run_tiny(data, root, cache=root / "cache")
 
 
+@pytest.mark.slow
 def test_output_names_come_only_from_integer_ids(hostile_run):
     names = list(verify_run(hostile_run.run_dir)["files"]) + ["manifest.json"]
     allowed = re.compile("|".join(f"(?:{a})" for a in ALLOWED))
     assert [n for n in names if not allowed.fullmatch(n)] == []
     movies = sorted(int(n.rsplit("/", 1)[1][:-5]) for n in names if "/movies/" in n)
     assert movies == [10, 11, 12, 13, 14, 20, 21, 22, 23, 24]
+    check_json_files(hostile_run.run_dir)
 
 
+@pytest.mark.slow
 def test_hostile_titles_stay_data_through_the_whole_job(hostile_run):
     root = hostile_run.run_dir / write.JSON_ROOT
     seen = 0
@@ -149,6 +152,7 @@ def test_file_writes_never_follow_a_planted_symlink(tmp_path):
     assert (stage / "json" / "1.json").is_symlink() and (stage / "json" / "3.json").is_symlink()
 
 
+@pytest.mark.slow
 def test_a_local_run_needs_no_network(make_dataset, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"network use: {args!r}")
@@ -161,6 +165,7 @@ def test_a_local_run_needs_no_network(make_dataset, tmp_path, monkeypatch):
     verify_run(result.run_dir)
 
 
+@pytest.mark.slow
 def test_a_local_run_works_in_a_namespace_without_network(make_dataset, tmp_path):
     """The whole CLI process, LanceDB's Rust core included, with no network interface up."""
     unshare = shutil.which("unshare")

@@ -8,7 +8,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_tiny, two_groups
+from helpers import check_json_files, run_tiny, two_groups
+
+pytestmark = pytest.mark.slow  # every test runs the whole job
 
 
 def two_group_lists(result) -> dict[int, list[int]]:
@@ -25,7 +27,9 @@ def two_group_lists(result) -> dict[int, list[int]]:
 
 
 def test_two_groups_stay_apart(make_dataset, tmp_path):
-    lists = two_group_lists(run_tiny(make_dataset(), tmp_path))
+    result = run_tiny(make_dataset(), tmp_path)
+    check_json_files(result.run_dir)
+    lists = two_group_lists(result)
     assert sorted(lists) == [10, 11, 12, 13, 14, 20, 21, 22, 23, 24]
     for movie, nbrs in lists.items():
         group = range(10, 15) if movie < 20 else range(20, 25)
@@ -145,12 +149,12 @@ def test_gate_figures_on_real_data(small_run):
     assert q["coverage"] > 0.75
 
 
-def test_readme_example_is_toy_story_2_in_a_real_run(small_run):
-    """The README's recommendations.parquet example row and JSON example item are Toy Story ->
-    Toy Story 2 as a real run on ml-latest-small publishes it."""
+def test_documented_example_is_toy_story_2_in_a_real_run(small_run):
+    """docs/output-contract.md's recommendations.parquet example row and JSON example item are
+    Toy Story -> Toy Story 2 as a real run on ml-latest-small publishes it."""
     _, result = small_run
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("### recommendations.parquet", 1)[1].split("\n### ", 1)[0]
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "output-contract.md").read_text()
+    section = readme.split("## recommendations.parquet", 1)[1].split("\n## ", 1)[0]
     example = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

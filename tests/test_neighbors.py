@@ -78,6 +78,7 @@ def small_embeddings(ml_small):
     return embed(ratings, Settings(dim=32)), movies
 
 
+@pytest.mark.slow
 def test_lancedb_and_exact_engines_agree_on_real_data(small_embeddings, tmp_path):
     emb, movies = small_embeddings
     every = np.ones(len(emb.movie_ids), bool)

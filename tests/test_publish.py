@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from conftest import fake_run, run_tiny
+from helpers import fake_run, run_tiny
 
 from recs.cli import main
 from recs.core.errors import RunLockedError
@@ -24,6 +24,7 @@ def test_second_holder_of_the_lock_fails_at_once(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_run_while_another_process_holds_the_lock_exits_4(make_dataset, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -59,6 +60,7 @@ def test_the_database_lock_waits_its_turn_then_gives_up(tmp_path):
         assert held
 
 
+@pytest.mark.slow
 def test_runs_sharing_a_database_never_write_it_at_once(make_dataset, tmp_path, monkeypatch):
     data = make_dataset()
     first = run_tiny(data, tmp_path / "a")  # out a/out, db a/db

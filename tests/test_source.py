@@ -25,9 +25,6 @@ from recs.core.errors import InputError
 from recs.stages import source
 from recs.stages.source import DEFAULT_PINS, dataset_files, resolve_data, sha256_file
 
-REAL = Path("/work/shared/data")
-needs_real = pytest.mark.skipif(not (REAL / "ml-latest-small").is_dir(), reason="no shared data")
-
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,100\n1,2,3.5,101\n2,1,5.0,102\n"
 MOVIES = b'movieId,title,genres\n1,"Toy, Story (1995)",Comedy\n2,Heat (1995),Action\n'
 LINKS = b"movieId,imdbId,tmdbId\n1,0114709,862\n2,0113277,949\n"
@@ -353,6 +350,7 @@ def test_url_is_downloaded_once(tmp_path: Path, server: Server) -> None:
     assert cache_entries(cache) == [folder.name]
 
 
+@pytest.mark.slow
 def test_killed_download_leaves_no_entry(tmp_path: Path, server: Server) -> None:
     body = make_zip(tmp_path / "d.zip", LATEST | {"pad.bin": os.urandom(200_000)}).read_bytes()
     server.files["/slow.zip"] = body
@@ -422,15 +420,12 @@ def test_other_url_schemes_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_small_zip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    if not (REAL / "ml-latest-small").is_dir():
-        pytest.skip("no shared data")
-    files = {n: (REAL / "ml-latest-small" / n).read_bytes() for n in DEFAULT_PINS}
+def real_small_zip(tmp_path_factory: pytest.TempPathFactory, ml_small: Path) -> bytes:
+    files = {n: (ml_small / n).read_bytes() for n in DEFAULT_PINS}
     path = tmp_path_factory.mktemp("zips") / "ml-latest-small.zip"
     return make_zip(path, files, "ml-latest-small/").read_bytes()
 
 
-@needs_real
 def test_default_dataset_downloads_verifies_and_then_stays_offline(
     tmp_path: Path, server: Server, real_small_zip: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -451,11 +446,10 @@ def test_default_dataset_downloads_verifies_and_then_stays_offline(
     assert cache_entries(cache) == ["ml-latest-small"]
 
 
-@needs_real
 def test_default_dataset_with_wrong_checksums_is_not_cached(
-    tmp_path: Path, server: Server
+    tmp_path: Path, server: Server, ml_small: Path
 ) -> None:
-    files = {n: (REAL / "ml-latest-small" / n).read_bytes() for n in DEFAULT_PINS}
+    files = {n: (ml_small / n).read_bytes() for n in DEFAULT_PINS}
     files["ratings.csv"] = files["ratings.csv"].replace(b"1,1,4.0,", b"1,1,5.0,", 1)
     tampered = make_zip(tmp_path / "t.zip", files, "ml-latest-small/")
     server.files["/tampered.zip"] = tampered.read_bytes()
@@ -465,7 +459,6 @@ def test_default_dataset_with_wrong_checksums_is_not_cached(
     assert cache_entries(cache) == []
 
 
-@needs_real
 def test_default_dataset_altered_in_the_cache_is_refused(
     tmp_path: Path, server: Server, real_small_zip: bytes
 ) -> None:
@@ -555,9 +548,8 @@ def test_ml100k_malformed_u_item(tmp_path: Path) -> None:
     assert cache_entries(tmp_path / "cache") == []
 
 
-@needs_real
-def test_real_ml100k_conversion(tmp_path: Path) -> None:
-    out = resolve_data(str(REAL / "ml-100k"), tmp_path / "cache")
+def test_real_ml100k_conversion(tmp_path: Path, ml_100k: Path) -> None:
+    out = resolve_data(str(ml_100k), tmp_path / "cache")
     with (out / "ratings.csv").open(encoding="utf-8", newline="") as f:
         ratings = list(csv.DictReader(f))
     with (out / "movies.csv").open(encoding="utf-8", newline="") as f:
