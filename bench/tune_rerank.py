@@ -92,7 +92,8 @@ def prepare(
 
 
 def grid(prepared: list[tuple], base: Settings) -> list[tuple]:
-    """Every grid point as (worst ratio to EASE, point, HR@10 per dataset, ratios), best first."""
+    """Every grid point as (worst ratio to EASE, point, HR@10 per dataset, ratios, no-tie
+    HR@10 per dataset), best first."""
     rows = []
     keys = list(GRID)
     for values in itertools.product(*GRID.values()):
@@ -100,14 +101,16 @@ def grid(prepared: list[tuple], base: Settings) -> list[tuple]:
         if point["close_weight"] == 0 and point["close_window"] != GRID["close_window"][0]:
             continue  # the window does nothing without weight
         settings = base.model_copy(update=point)
-        hrs = []
+        hrs, no_tie = [], []
         for _, val, prep, pools, _ in prepared:
             cut = Neighbors(pools.movie_ids, pools.neighbor_ids[:, : point["pool"]],
                             pools.scores[:, : point["pool"]])
             lists = recipe.order(prep, settings, cut, threads=1)
-            hrs.append(float((hit_ranks(lists, val.queries, val.targets, 10) >= 0).mean()))
+            hits = hit_ranks(lists, val.queries, val.targets, 10) >= 0
+            hrs.append(float(hits.mean()))
+            no_tie.append(float(hits[~val.tied].mean()))
         ratios = [hr / p[4] for hr, p in zip(hrs, prepared, strict=True)]
-        rows.append((min(ratios), point, hrs, ratios))
+        rows.append((min(ratios), point, hrs, ratios, no_tie))
     rows.sort(key=lambda r: -r[0])
     return rows
 
@@ -120,13 +123,15 @@ def table(rows: list[tuple], names: list[str], current: dict, top: int) -> str:
     """The best `top` grid points, plus the configured one, as a markdown table."""
     keys = list(GRID)
     lines = ["| " + " | ".join(keys) + " | "
-             + " | ".join(f"HR@10 {n} (x EASE)" for n in names) + " |",
-             "|" + "---:|" * (len(keys) + len(names))]
+             + " | ".join(f"HR@10 {n} (x EASE)" for n in names) + " | "
+             + " | ".join(f"no-tie HR@10 {n}" for n in names) + " |",
+             "|" + "---:|" * (len(keys) + 2 * len(names))]
     shown = rows[:top] + [r for r in rows[top:] if r[1] == current]
-    for _, point, hrs, ratios in shown:
+    for _, point, hrs, ratios, no_tie in shown:
         mark = " (default)" if point == current else ""
         cells = [f"{point[k]:g}" for k in keys]
         cells += [f"{h:.4f} ({r:.3f})" for h, r in zip(hrs, ratios, strict=True)]
+        cells += [f"{h:.4f}" for h in no_tie]
         lines.append("| " + " | ".join(cells) + mark + " |")
     return "\n".join(lines) + "\n"
 
@@ -139,6 +144,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
     base = Settings()
+    print(f"close_ties: {base.close_ties}")
     prepared = prepare(args.data, base, args.max_pool)
     names = [p[0] for p in prepared]
     print("EASE validation HR@10: " + ", ".join(f"{p[0]} {p[4]:.4f}" for p in prepared))

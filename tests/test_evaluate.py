@@ -247,3 +247,23 @@ def test_a_list_file_without_the_columns_is_refused_by_name(tmp_path):
         read_lists(path, 10)
     with pytest.raises(InputError, match="not found"):
         read_lists(tmp_path / "missing.parquet", 10)
+
+
+def test_no_tie_scores_leave_out_events_whose_query_and_target_share_a_time():
+    # user 1: 1 (t0) -> 2 (t1): untied; user 2: 1 and 3 in one second: tied (order by id)
+    ev = events([(1, 1, 4, 0), (1, 2, 4, 1), (2, 1, 4, 5), (2, 3, 4, 5)])
+    split = next_watch_split(ev, pairs=1)
+    assert split.tied.tolist() == [False, True]
+    only_tied_hit = lists({1: [3]})
+    scores = next_watch_scores(only_tied_hit, split, k=3, seed=0)
+    assert scores["hr"] == 0.5 and scores["events"] == 2
+    assert scores["hr_nt"] == 0.0 and scores["ndcg_nt"] == 0.0 and scores["events_nt"] == 1
+    assert scores["hr_nt_lo"] == scores["hr_nt_hi"] == 0.0
+    untied_hit = next_watch_scores(lists({1: [2]}), split, 3, 0)
+    assert untied_hit["hr_nt"] == 1.0 and untied_hit["ndcg_nt"] == 1.0
+
+
+def test_no_tie_scores_are_nan_without_untied_events():
+    ev = events([(1, 1, 4, 0), (1, 2, 4, 0)])
+    scores = next_watch_scores(lists({1: [2]}), next_watch_split(ev, pairs=1), 3, 0)
+    assert scores["hr"] == 1.0 and np.isnan(scores["hr_nt"]) and scores["events_nt"] == 0

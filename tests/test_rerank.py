@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from helpers import write_dataset
 from scipy import sparse
 
 from recs.core.ranking import tie_hash
 from recs.core.settings import Settings
 from recs.core.types import Embeddings, Neighbors, Ratings
+from recs.jobs import nightly
 from recs.stages import rerank
 from recs.stages.embed import normalize_rows
 
@@ -33,6 +38,28 @@ def test_co_counts_count_users_who_rated_both():
     x = rerank.watched_by(r)
     got = rerank.co_counts(x, np.array([0, 1]), np.array([[1, 2, 3, -1], [0, 2, 3, -1]]))
     assert got.tolist() == [[2, 1, 0, 0], [2, 0, 0, 0]]
+
+
+def test_co_counts_count_any_star_as_watched():
+    # one-star and five-star ratings alike make a user a watcher
+    dense = np.array([[5, 1, 0], [4, 0, 2], [3, 3, 3]], np.float32)
+    x = rerank.watched_by(Ratings(sparse.csr_array(dense), np.arange(3), np.arange(3)))
+    counts = rerank.co_counts(x, np.array([0, 1]), np.array([[1, 2], [0, -1]]))
+    assert counts.tolist() == [[2, 2], [2, 0]]
+
+
+def test_rerank_puts_the_most_co_watched_first_and_reports_co_watchers():
+    # movie 0 is watched with 1 by three users and with 2 by one user; 3 is never co-watched
+    dense = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1], [0, 0, 0, 1]])
+    ratings = Ratings(sparse.csr_array(dense.astype(np.float32)), np.arange(5),
+                      np.array([10, 20, 30, 40]))
+    pools = Neighbors(np.array([10]), np.array([[30, 40, 20]]),
+                      np.array([[0.9, 0.8, 0.5]], np.float32))
+    settings = Settings(rerank_pop_power=0.0, rerank_cos_power=1.0)
+    out = rerank_of(ratings, pools, 3, settings)
+    assert out.neighbor_ids.tolist() == [[20, 30, 40]]
+    assert out.co_watchers.tolist() == [[3, 1, 0]]
+    np.testing.assert_allclose(out.scores, [[1.5, 0.9, 0.0]], rtol=1e-6)
 
 
 def test_score_is_cosine_times_co_watchers_over_popularity():
@@ -218,3 +245,125 @@ def test_close_watchers_with_times_spanning_more_than_2_to_the_32_seconds():
     want = [[brute_close(histories, q, c, 1) for c in row]
             for q, row in zip(rows, cands, strict=True)]
     assert tl.counts(rows, cands, 1).tolist() == want == [[2, 0], [2, 2], [0, 2]]
+
+
+# --- close watchers with equal rating times unordered (close_ties="unordered") ---------------
+
+
+def brute_close_groups(histories: list[list[tuple[int, int]]], q: int, c: int, window: int) -> int:
+    """Users whose distinct rating times put q and c at most window tie groups apart."""
+    n = 0
+    for h in histories:
+        when = dict(h)
+        if q in when and c in when:
+            times = sorted(set(when.values()))
+            if abs(times.index(when[q]) - times.index(when[c])) <= window:
+                n += 1
+    return n
+
+
+def test_unordered_ties_count_tie_groups_equal_to_a_brute_force_count():
+    rng = np.random.default_rng(12)
+    histories = []
+    for _ in range(40):
+        movies = rng.choice(30, size=rng.integers(1, 20), replace=False)
+        histories.append([(int(c), int(t)) for c, t in zip(movies, rng.integers(0, 6, len(movies)),
+                                                           strict=True)])
+    tl = rerank.Timeline.of(timed_ratings(histories, 30), pad=4, ties="unordered")
+    rows = np.arange(30)
+    cands = rng.integers(-1, 30, (30, 9))
+    cands[cands == rows[:, None]] = -1
+    for window in (1, 2, 4):
+        want = [[brute_close_groups(histories, q, c, window) if c >= 0 else 0 for c in row]
+                for q, row in zip(rows, cands, strict=True)]
+        assert tl.counts(rows, cands, window).tolist() == want, window
+        dense = tl.rows(rows, window)
+        assert all(dense[i, c] == want[i][j] for i in range(30) for j, c in enumerate(cands[i])
+                   if c >= 0)
+
+
+def test_unordered_ties_put_one_second_at_distance_zero_and_never_span_users():
+    # user 0 rated 0, 1, 2, 3 in one second, then 4; user 1 rated 5 then 6 (next user: apart)
+    histories = [[(0, 5), (1, 5), (2, 5), (3, 5), (4, 9)], [(5, 1), (6, 2)]]
+    tl = rerank.Timeline.of(timed_ratings(histories, 7), pad=1, ties="unordered")
+    got = tl.counts(np.array([0, 4, 4]), np.array([[3, 4], [0, 5], [3, -1]]), 1)
+    assert got.tolist() == [[1, 1], [1, 0], [1, 0]]
+    by_id = rerank.Timeline.of(timed_ratings(histories, 7), pad=1)
+    assert by_id.counts(np.array([0, 4]), np.array([[3, 4], [0, 5]]), 1).tolist() == [
+        [0, 0], [0, 0]]
+
+
+def test_unordered_ties_do_not_depend_on_movie_ids_unlike_by_id():
+    # relabel the movies (reverse the columns): with ties unordered every count is the same
+    # for the same pair of movies; ordered by id, the counts of tied ratings change
+    rng = np.random.default_rng(5)
+    histories = [[(int(c), int(t)) for c, t in zip(rng.choice(12, 8, replace=False),
+                                                  rng.integers(0, 3, 8), strict=True)]
+                 for _ in range(30)]
+    flipped = [[(11 - c, t) for c, t in h] for h in histories]
+    rows = np.arange(12)
+    back = 11 - rows
+    for ties, same in (("unordered", True), ("by_id", False)):
+        a = rerank.Timeline.of(timed_ratings(histories, 12), pad=2, ties=ties).rows(rows, 2)
+        b = rerank.Timeline.of(timed_ratings(flipped, 12), pad=2, ties=ties).rows(back, 2)
+        assert np.array_equal(a, b[:, back]) == same, ties
+
+
+def test_unknown_ties_setting_is_refused():
+    with pytest.raises(ValueError, match="ties must be"):
+        rerank.Timeline.of(timed_ratings([[(0, 1), (1, 1)]], 2), pad=1, ties="random")
+
+
+# --- the whole job: published lists do not depend on how equal times are ordered ------------
+
+
+def tied_ratings() -> list[tuple[int, int, float, int]]:
+    """20 users rate 5-9 of movies 10-19 in bursts of 1-3 ratings with one time each, sorted
+    by (user, time, movie id): the order a tie-break by id would give."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for user in range(1, 21):
+        movies = rng.permutation(np.arange(10, 20))[: rng.integers(5, 10)]
+        t, i = 1_500_000_000 + 10_000 * user, 0
+        while i < len(movies):
+            burst = int(rng.integers(1, 4))
+            rows += [(user, int(m), float(rng.integers(1, 6)), t) for m in movies[i : i + burst]]
+            i, t = i + burst, t + 60
+    return sorted(rows, key=lambda r: (r[0], r[3], r[1]))
+
+
+def published(rows, tmp_path, name: str, ties: str = "unordered") -> list[dict]:
+    data = write_dataset(tmp_path / name / "data", rows)
+    settings = Settings(data=str(data), out=tmp_path / name / "out", db=tmp_path / name / "db",
+                        dim=2, top_k=9, close_window=1, close_weight=3.0, close_ties=ties)
+    table = pq.read_table(nightly.run(settings).run_dir / "recommendations.parquet")
+    return table.to_pylist()
+
+
+@pytest.mark.slow
+def test_published_lists_do_not_change_when_equal_time_ratings_are_shuffled_or_resorted(
+    tmp_path,
+):
+    rows = tied_ratings()
+    assert sum(a[0] == b[0] and a[3] == b[3] for a, b in itertools.pairwise(rows)) > 20
+    shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+    resorted = sorted(rows, key=lambda r: (r[0], r[3], -r[1]))  # ties by descending id
+    reference = published(rows, tmp_path, "sorted")
+    assert any(r["close_watchers"] for r in reference)
+    assert published(shuffled, tmp_path, "shuffled") == reference
+    assert published(resorted, tmp_path, "resorted") == reference
+
+
+@pytest.mark.slow
+def test_published_close_watchers_do_not_depend_on_movie_ids_when_ties_are_unordered(tmp_path):
+    # rename movie m to 29 - m: the id order inside every tie group reverses. Unordered, each
+    # published pair keeps its close watchers under the new names; ordered by id, some change
+    rows = tied_ratings()
+    renamed = [(u, 29 - m, r, t) for u, m, r, t in rows]
+    for ties, same in (("unordered", True), ("by_id", False)):
+        a = {(r["movie_id"], r["neighbor_id"]): r["close_watchers"]
+             for r in published(rows, tmp_path, f"a-{ties}", ties)}
+        b = {(29 - r["movie_id"], 29 - r["neighbor_id"]): r["close_watchers"]
+             for r in published(renamed, tmp_path, f"b-{ties}", ties)}
+        assert len(a) == len(b) == 90  # every pair of the 10 movies is published
+        assert (a == b) == same, ties

@@ -173,13 +173,14 @@ def tutorial_recipe(train: Events, k: int, seed: int) -> Neighbors:
         )
 
 
-def close_watch_recipe(window: int) -> Recipe:
+def close_watch_recipe(window: int, ties: str = "by_id") -> Recipe:
     """Every movie ranked by close watchers (users who rated both at most `window` ratings
-    apart, `rerank.Timeline`), equal counts by co-watchers: no SVD, the whole catalog."""
+    apart, `rerank.Timeline`, equal times `ties`), equal counts by co-watchers: no SVD, the
+    whole catalog."""
 
     def recipe(train: Events, k: int, seed: int) -> Neighbors:
         r = events_matrix(train)
-        timeline = Timeline.of(r, window)
+        timeline = Timeline.of(r, window, ties)
         x = watched_by(r)
         tiebreak = 1.0 / (x.shape[0] + 1.0)  # co-watchers < users + 1: only orders ties
 

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from recs.core.errors import InputError
 from recs.core.settings import Settings
 from recs.core.types import Neighbors, Ratings
-from recs.quality import baselines
+from recs.quality import baselines, sequential
 from recs.quality.metrics import catalog_health, co_liked_recall, next_watch_scores
 from recs.quality.splits import (
     Events,
@@ -75,7 +75,8 @@ def project_recipe(settings: Settings) -> Recipe:
     return recipe
 
 COLUMNS = (
-    ("hr", "HR@k"), ("ndcg", "NDCG@k"), ("co_liked_recall", "co-liked R@k"),
+    ("hr", "HR@k"), ("ndcg", "NDCG@k"), ("hr_nt", "HR@k no-tie"), ("ndcg_nt", "NDCG@k no-tie"),
+    ("co_liked_recall", "co-liked R@k"),
     ("coverage", "coverage@k"), ("lists", "lists"), ("pop_recommended", "pop rec"),
     ("pop_targets", "pop targets"), ("seconds", "s"),
 )
@@ -86,7 +87,8 @@ def evaluate(
 ) -> dict:
     """Every recipe (baselines and the configured one) on the same splits of one dataset.
 
-    Returns {"dataset", "k", "seed", "pairs", "users", "test_events", "rows": {name: metrics}}.
+    Returns {"dataset", "k", "seed", "pairs", "users", "test_events", "no_tie_events",
+    "rows": {name: metrics}}.
     """
     started = time.perf_counter()
     events = load_events(folder, settings.threads)
@@ -97,7 +99,9 @@ def evaluate(
         "item-kNN cosine": baselines.item_knn_recipe,
         "EASE": baselines.ease_recipe,
         "tutorial SVD": baselines.tutorial_recipe,
-        "close watchers only": baselines.close_watch_recipe(settings.close_window),
+        "close watchers only": baselines.close_watch_recipe(settings.close_window,
+                                                            settings.close_ties),
+        **sequential.recipes(),
         "recs (configured)": project_recipe(settings),
     }
     rows = {}
@@ -108,6 +112,7 @@ def evaluate(
         "dataset": str(folder), "k": k, "seed": seed, "pairs": pairs,
         "users": int(len(np.unique(events.user_ids))),
         "test_events": int(len(splits.next_watch.targets)),
+        "no_tie_events": int((~splits.next_watch.tied).sum()),
         "seconds": round(time.perf_counter() - started, 2),
         "rows": rows,
     }
@@ -165,6 +170,7 @@ def evaluate_lists(
         "dataset": str(folder), "k": k, "seed": seed, "pairs": pairs,
         "users": int(len(np.unique(events.user_ids))),
         "test_events": int(len(split.targets)),
+        "no_tie_events": int((~split.tied).sum()),
         "seconds": round(row["seconds"], 2),
         "rows": {Path(lists_path).name: row},
     }
@@ -176,7 +182,8 @@ def to_markdown(result: dict, name: str | None = None) -> str:
     lines = [
         f"**{name or result['dataset']}**: {result['users']} users, "
         f"{result['test_events']} next-watch test events (last {result['pairs']} pairs per "
-        f"user), seed {result['seed']}, {result['seconds']:.0f} s",
+        f"user), {result.get('no_tie_events', '?')} of them no-tie, seed {result['seed']}, "
+        f"{result['seconds']:.0f} s",
         "",
         "| recipe | " + " | ".join(head) + " |",
         "|---|" + "---:|" * len(head),
@@ -187,7 +194,7 @@ def to_markdown(result: dict, name: str | None = None) -> str:
             v = row[key]
             if v is None or v != v:  # not measured
                 cells.append("—")
-            elif key in ("hr", "ndcg"):
+            elif key in ("hr", "ndcg", "hr_nt", "ndcg_nt"):
                 cells.append(f"{v:.4f} [{row[key + '_lo']:.4f}, {row[key + '_hi']:.4f}]")
             elif key in ("lists",):
                 cells.append(f"{int(v)}")

@@ -52,16 +52,27 @@ def bootstrap_ci(
 def next_watch_scores(
     lists: Neighbors, split: NextWatch, k: int, seed: int
 ) -> dict[str, float]:
-    """HR@k and NDCG@k over the test events, each with a 95% user-bootstrap interval."""
+    """HR@k and NDCG@k over the test events, each with a 95% user-bootstrap interval; and the
+    same on the "no-tie" events only (hr_nt, ndcg_nt, events_nt: query and target rated at
+    different times, so the target really came after the query), nan when there are none."""
     ranks = hit_ranks(lists, split.queries, split.targets, k)
     hits = (ranks >= 0).astype(np.float64)
     gains = np.where(ranks >= 0, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
     hr, hr_lo, hr_hi = bootstrap_ci(split.users, hits, seed)
     nd, nd_lo, nd_hi = bootstrap_ci(split.users, gains, seed)
-    return {
+    row = {
         "hr": hr, "hr_lo": hr_lo, "hr_hi": hr_hi,
         "ndcg": nd, "ndcg_lo": nd_lo, "ndcg_hi": nd_hi, "events": float(len(ranks)),
     }
+    untied = ~split.tied if split.tied is not None else np.ones(len(ranks), np.bool_)
+    row["events_nt"] = float(untied.sum())
+    for key, values in (("hr_nt", hits), ("ndcg_nt", gains)):
+        if untied.any():
+            mean, lo, hi = bootstrap_ci(split.users[untied], values[untied], seed)
+        else:
+            mean = lo = hi = float("nan")
+        row |= {key: mean, key + "_lo": lo, key + "_hi": hi}
+    return row
 
 def co_liked_recall(lists: Neighbors, test: Events, k: int) -> float:
     """Mean recall@k over (held-out user, liked movie) pairs of the list against the user's

@@ -63,12 +63,17 @@ def events_matrix(events: Events) -> Ratings:
 
 @dataclass(frozen=True)
 class NextWatch:
-    """Training events and the test pairs held out after them. users/queries/targets: (m,)."""
+    """Training events and the test pairs held out after them. users/queries/targets: (m,).
+
+    tied: (m,) bool, the query and the target were rated in the same second, so which came
+    first is an artefact of the tie-break (movie id); the "no-tie" metrics leave them out.
+    """
 
     train: Events
     users: NDArray[np.int64]
     queries: NDArray[np.int64]
     targets: NDArray[np.int64]
+    tied: NDArray[np.bool_] | None = None
 
 def next_watch_split(events: Events, pairs: int = 3) -> NextWatch:
     """Hold out each user's last `pairs` consecutive (query, target) pairs.
@@ -88,6 +93,7 @@ def next_watch_split(events: Events, pairs: int = 3) -> NextWatch:
         users=events.user_ids[idx],
         queries=events.movie_ids[idx - 1],
         targets=events.movie_ids[idx],
+        tied=events.rated_at[idx - 1] == events.rated_at[idx],
     )
 
 def validation_split(train: Events, pairs: int = 3) -> NextWatch:

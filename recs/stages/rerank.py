@@ -8,9 +8,12 @@ pool by
 
 and keeps the best k. co_watchers: people who rated both movies. close_watchers: those of them
 who rated the two within `close_window` ratings of each other (in time order), the "went on to
-watch" signal that a plain co-count dilutes with a user's whole history. Every published pair
-is explainable: "N people who rated X also rated Y, M of them right after", weighted by taste
-similarity, with a mild discount for blockbusters that everyone rates. Equal scores go by
+watch" signal that a plain co-count dilutes with a user's whole history. Ratings with equal
+times are ordered by movie id (`close_ties = "by_id"`) or unordered (`"unordered"`: 0 apart,
+the window counted in tie groups, so nothing depends on how ties were broken; `Timeline`).
+Every published pair is explainable: "N people who rated X also rated Y, M of them right
+after", weighted by taste similarity, with a mild discount for blockbusters that everyone
+rates. Equal scores go by
 cosine, then by a fixed hash of the pair (never always toward the same movies).
 
 Counting co-watchers is the cost at scale (25M ratings): queries are processed in blocks of
@@ -145,24 +148,35 @@ class CoWatch:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Every user's rated movies in time order (equal times by movie id), for counting who
-    rated two movies within a few ratings of each other.
+    """Every user's rated movies in time order, for counting who rated two movies within a few
+    ratings of each other.
+
+    Equal rating times (`ties`): "by_id" puts them in movie id order, so two movies rated in
+    the same second are `d` places apart by their ids; "unordered" never orders them: the
+    distance is counted between tie groups (a user's ratings with one time), so two movies in
+    one group are 0 apart (close at any window), and a movie in group g is `d` from every movie
+    in groups g - d and g + d. Then nothing depends on how equal times were broken.
 
     cols: (nnz + pad * (n_users + 1),) int32 matrix columns in watch order, user after user,
     with `pad` entries of n_movies (no movie) before each user and after the last, so looking
     up to `pad` places away never leaves a user's history. where: (nnz,) positions into cols
     (int32, int64 past 2^31), grouped by movie (column); starts: (n_movies + 1,) int64 each
-    movie's run in where.
+    movie's run in where. "unordered" only: group (len(cols),) the tie group of each place
+    (every pad entry is a group of its own, so `pad` groups away never leaves a user either),
+    group_starts (groups + 1,) the first place of each group.
     """
 
     cols: NDArray[np.int32]
     where: NDArray[np.integer]
     starts: NDArray[np.int64]
     pad: int
+    group: NDArray[np.integer] | None = None
+    group_starts: NDArray[np.integer] | None = None
 
     @staticmethod
-    def of(ratings: Ratings, pad: int) -> Timeline | None:
-        """The timeline of `ratings` (None without rating times)."""
+    def of(ratings: Ratings, pad: int, ties: str = "by_id") -> Timeline | None:
+        """The timeline of `ratings` (None without rating times); ties: "by_id" or
+        "unordered" (see the class doc)."""
         m = ratings.matrix
         if ratings.rated_at is None:
             return None
@@ -175,13 +189,27 @@ class Timeline:
         pos = np.repeat(np.arange(1, n_users + 1, dtype=index) * index(pad), per_user)
         pos += np.arange(m.nnz, dtype=index)
         cols[pos] = m.indices[order]
+        group = group_starts = None
+        if ties == "unordered":
+            fresh = np.ones(len(cols), np.bool_)  # a place that starts a tie group
+            times = np.asarray(ratings.rated_at)[order]
+            first = np.zeros(m.nnz, np.bool_)
+            first[m.indptr[:-1][per_user > 0]] = True  # each user's first rating
+            fresh[pos[1:]] = first[1:] | (times[1:] != times[:-1])
+            del times, first
+            group_starts = np.r_[np.flatnonzero(fresh), len(cols)].astype(index)
+            group = np.cumsum(fresh, dtype=index)
+            group -= 1
+            del fresh
+        elif ties != "by_id":
+            raise ValueError(f"ties must be 'by_id' or 'unordered', not {ties!r}")
         # the same positions, in the CSR's own (row, column) order, then grouped by column
         at = np.empty_like(pos)
         at[order] = pos
         del order, pos
         by_movie = sparse.csr_array((at, m.indices, m.indptr), shape=m.shape).tocsc()
         return Timeline(cols=cols, where=by_movie.data, starts=by_movie.indptr.astype(np.int64),
-                        pad=pad)
+                        pad=pad, group=group, group_starts=group_starts)
 
     def counts(
         self, rows: NDArray[np.int64], cands: NDArray[np.int64], window: int,
@@ -210,20 +238,48 @@ class Timeline:
             raise ValueError(f"window {window} exceeds the timeline's padding {self.pad}")
         b = len(rows)
         lo, hi = self.starts[rows], self.starts[rows + 1]
-        offsets = np.r_[-window:0, 1 : window + 1]
         cell_type = np.int32 if b * n_slots < 2**31 else np.int64
         slot = slot.astype(cell_type)
-        step = max(1, _CLOSE_CHUNK // max(len(offsets), 1))
         owner = np.repeat(np.arange(b, dtype=cell_type) * cell_type(n_slots), hi - lo)
         at = self.where[_ranges(lo, hi)]
-        cells = []
-        for start in range(0, len(at), step):
-            near = slot[self.cols[at[start : start + step, None] + offsets]]
-            near += owner[start : start + step, None]
-            cells.append(near[near >= owner[start : start + step, None]])  # slot -1: dropped
+        if self.group is not None:
+            cells = self._near_groups(at, owner, slot, window)
+        else:
+            offsets = np.r_[-window:0, 1 : window + 1]
+            step = max(1, _CLOSE_CHUNK // max(len(offsets), 1))
+            cells = []
+            for start in range(0, len(at), step):
+                near = slot[self.cols[at[start : start + step, None] + offsets]]
+                near += owner[start : start + step, None]
+                cells.append(near[near >= owner[start : start + step, None]])  # slot -1: dropped
         found = np.bincount(np.concatenate(cells) if cells else np.zeros(0, cell_type),
                             minlength=b * n_slots)
         return found.reshape(b, n_slots)
+
+    def _near_groups(
+        self, at: NDArray[np.integer], owner: NDArray[np.integer], slot: NDArray[np.integer],
+        window: int,
+    ) -> list[NDArray[np.integer]]:
+        """The cells of `_near` with ties unordered: every place of the tie groups at most
+        `window` groups from each place in `at`, but the place itself."""
+        g = self.group[at].astype(np.int64)
+        first = self.group_starts[g - window].astype(np.int64)
+        last = self.group_starts[g + window + 1].astype(np.int64)
+        reach = np.cumsum(last - first)
+        cells, start = [], 0
+        while start < len(at):  # chunks of about _CLOSE_CHUNK places looked up
+            base = reach[start - 1] if start else 0
+            stop = max(int(np.searchsorted(reach, base + _CLOSE_CHUNK, "right")), start + 1)
+            sl = slice(start, stop)
+            lengths = last[sl] - first[sl]
+            places = _ranges(first[sl], last[sl])
+            near = slot[self.cols[places]]
+            mine = np.repeat(owner[sl], lengths)
+            near += mine
+            keep = (near >= mine) & (places != np.repeat(at[sl], lengths))  # not itself
+            cells.append(near[keep])
+            start = stop
+        return cells
 
 
 def _watch_order(indptr: NDArray, rated_at: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -288,7 +344,7 @@ class Counts:
         return Counts(
             movie_ids=ratings.movie_ids,
             watch=CoWatch.of(ratings),
-            timeline=Timeline.of(ratings, window) if window else None,
+            timeline=Timeline.of(ratings, window, settings.close_ties) if window else None,
             support=support(ratings),
         )
 
