@@ -16,12 +16,24 @@ class InputError(RecsError):
 
 
 class QualityGateError(RecsError):
-    """The new lists scored below the bar: nothing was published."""
+    """The new lists scored below the bar: nothing was published. `figures`: the gate's
+    measurements (for the metrics file), when known."""
 
     exit_code = 3
+
+    def __init__(self, message: str, figures: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures
 
 
 class RunLockedError(RecsError):
     """Another run holds the output folder's lock."""
 
     exit_code = 4
+
+
+class EnvironmentFaultError(RecsError):
+    """The machine, not the input: an output or database folder is full, over quota, or not
+    writable. Nothing was published; free space or fix the folder, then run the same job again."""
+
+    exit_code = 5

@@ -8,6 +8,11 @@
     OUT/latest -> runs/<run_id>
     DB/.recs.lock               held (flock) while a run writes or prunes a LanceDB table in DB
 
+A run that fails removes its own `.partial-<run_id>` (see `staging`); a run removes the
+leftovers of dead runs as soon as it holds the lock (`remove_leftovers`). A full, over-quota or
+read-only OUT or DB folder is an EnvironmentFaultError (exit 5) with one line: which folder,
+how much is free, how much the last run's files took, and what to do (`environment_faults`).
+
 Everything the job writes stays inside OUT: a symlink where the job expects one of its own
 folders (runs, history) or files (.lock, latest as anything but a symlink) is refused with an
 InputError before any work, because following it would write, or prune, somewhere else.
@@ -20,6 +25,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -28,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recs.core.errors import InputError, RunLockedError
+from recs.core.errors import EnvironmentFaultError, InputError, RunLockedError
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,10 @@ def run_lock(out: Path) -> Iterator[None]:
     flock is released by the kernel when the process dies, so a killed run never leaves a
     stale lock behind. Once the lock is held, OUT's layout is checked (see check_layout).
     """
-    out.mkdir(parents=True, exist_ok=True)
     lock = out / ".lock"
-    fd = _open_lock(lock)
+    with environment_faults(out, "--out", out):
+        out.mkdir(parents=True, exist_ok=True)
+        fd = _open_lock(lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -60,8 +67,11 @@ def run_lock(out: Path) -> Iterator[None]:
                 f"another recs run is writing to {out} (lock {lock} is held); "
                 "this run did nothing: let the other one finish"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # the pid is for people only: a full disk must not stop the run from cleaning up
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as err:
+            log.debug("could not write the pid to %s: %s", lock, err)
         check_layout(out)
         yield
     finally:
@@ -158,6 +168,49 @@ def staging_dir(out: Path, run_id: str) -> Path:
     return stage
 
 
+@contextmanager
+def staging(out: Path, run_id: str) -> Iterator[Path]:
+    """`staging_dir` for the body of the with-block, removed again if the block fails for
+    any reason (a fault, a bug, Ctrl-C), so a failed run leaves neither files nor a full disk
+    behind. Faults of OUT inside the block become EnvironmentFaultError."""
+    with environment_faults(out, "--out", out):
+        stage = staging_dir(out, run_id)
+    try:
+        with environment_faults(out, "--out", out):
+            yield stage
+    except BaseException:
+        discard(stage)
+        raise
+
+
+def discard(stage: Path) -> None:
+    """Remove a staging folder of this run (it may not exist); never raises."""
+    if not stage.is_dir() or stage.is_symlink():
+        return
+    try:
+        shutil.rmtree(stage)
+        log.info("removed the unfinished run folder %s", stage)
+    except OSError as err:
+        log.warning("could not remove the unfinished run folder %s (%s): the next run will",
+                    stage, err)
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """Remove what killed runs left under OUT: `.partial-*` and `.deleting-*` run folders and
+    `.latest-*` links. Only while holding the lock: then no live run owns any of them.
+    Returns the paths removed."""
+    runs = out / "runs"
+    leftovers = [p for p in runs.iterdir() if p.name.startswith((PARTIAL, DELETING))] \
+        if runs.is_dir() and not runs.is_symlink() else []
+    leftovers += [p for p in out.glob(".latest-*") if p.is_symlink()]
+    for path in leftovers:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    return leftovers
+
+
 def publish(out: Path, stage: Path, run_id: str) -> Path:
     """Make the staged run complete and switch `latest` to it in one atomic rename."""
     final = out / "runs" / run_id
@@ -185,17 +238,11 @@ def prune(out: Path, keep: int) -> list[str]:
     current_name = current.name if current is not None else None
     complete = sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))
     doomed = [p for p in complete[:-keep] if p.name != current_name]
-    leftovers = [p for p in runs.iterdir() if p.name.startswith((PARTIAL, DELETING))]
-    leftovers += [p for p in out.glob(".latest-*") if p.is_symlink()]
     for path in doomed:
         gone = runs / f"{DELETING}{path.name}"
         path.rename(gone)
         shutil.rmtree(gone)
-    for path in leftovers:
-        if path.is_symlink() or not path.is_dir():
-            path.unlink()
-        else:
-            shutil.rmtree(path)
+    leftovers = remove_leftovers(out)
     if doomed or leftovers:
         log.info("removed %d old and %d unfinished run folders", len(doomed), len(leftovers))
     return [p.name for p in doomed + leftovers]
@@ -259,3 +306,222 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# --- faults of the machine, not the input: full, over quota, read-only ----------------------
+
+FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how LanceDB (Rust) reports an errno
+# the input files each published Parquet file is made from: when one of them changed since the
+# last run, that file is new (embeddings move with any rating; movies.parquet counts ratings)
+PARQUET_INPUTS = {
+    "embeddings.parquet": ("ratings",),
+    "recommendations.parquet": ("ratings", "movies"),
+    "movies.parquet": ("ratings", "movies", "links"),
+}
+ALWAYS_NEW = ("json/v1/changes.json",)  # plus manifest.json: both name the run
+# settings that change no published byte (where and how fast, not what)
+OPERATIONAL = {"data", "cache", "db", "table", "out", "engine", "batch_size", "threads",
+               "write_threads", "keep", "history_days", "min_hr", "metrics_file"}
+
+
+@contextmanager
+def environment_faults(
+    folder: Path, flag: str, out: Path, *, after: str | None = None
+) -> Iterator[None]:
+    """Turn a full, over-quota or read-only `folder` (the one set by `flag`, --out or --db)
+    into EnvironmentFaultError with one line; other errors pass through unchanged.
+
+    `out`: the output folder, whose `latest` manifest says how much the last run's files
+    took. `after`: the run id when the fault comes after `latest` switched to it.
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in FAULTS or not _inside(err.filename, folder):
+            raise
+        raise EnvironmentFaultError(
+            fault_message(err.errno, folder, flag, out, path=err.filename, after=after)
+        ) from err
+    except RuntimeError as err:  # LanceDB: "lance error: LanceError(IO): ... (os error 28)"
+        found = _OS_ERROR.search(str(err))
+        if not found or int(found.group(1)) not in FAULTS:
+            raise
+        raise EnvironmentFaultError(
+            fault_message(int(found.group(1)), folder, flag, out, after=after)
+        ) from err
+
+
+def check_free_space(
+    out: Path, previous: dict[str, Any] | None, inputs: dict[str, Any], settings: dict[str, Any]
+) -> int | None:
+    """Refuse (EnvironmentFaultError, the ENOSPC line) before writing when OUT clearly cannot
+    hold the files this run will certainly write anew. Returns that lower bound in bytes, or
+    None on a first run (nothing to compare with: a fault while writing says it then).
+
+    A file whose bytes did not change is hard-linked from `latest` and costs no space, so
+    the bound counts only what is new for certain: changes.json and manifest.json (they name
+    the run), and each Parquet file whose input files (`inputs`: name -> sha256, as in the
+    manifest) changed since the last run; all three when a setting that shapes the output
+    changed. Each file is rounded up to the file system's block. The JSON lists are not
+    counted (how many change is known only once they are written), so a run can still run
+    out of space while writing: then the same line comes from the fault, and this run's
+    folder is removed.
+    """
+    if previous is None:
+        return None
+    free, _ = disk_space(out)
+    need = new_bytes_at_least(previous, inputs, settings, _block_size(out))
+    if need > free:
+        raise EnvironmentFaultError(fault_message(errno.ENOSPC, out, "--out", out, need=need))
+    return need
+
+
+def new_bytes_at_least(
+    previous: dict[str, Any], inputs: dict[str, Any], settings: dict[str, Any], block: int
+) -> int:
+    """The bytes a run will certainly write anew, estimated from the last run's manifest."""
+    files = previous.get("files") or {}
+    before = (previous.get("source") or {}).get("files") or {}
+    changed = {name.split(".")[0] for name, meta in inputs.items()
+               if (before.get(name) or {}).get("sha256") != meta.get("sha256")}
+    shaped = {k: v for k, v in settings.items() if k not in OPERATIONAL}
+    old_shape = {k: v for k, v in (previous.get("settings") or {}).items()
+                 if k not in OPERATIONAL}
+    new = list(ALWAYS_NEW)
+    new += [name for name, made_from in PARQUET_INPUTS.items()
+            if shaped != old_shape or changed & set(made_from)]
+    sizes = [files[name]["bytes"] for name in new if name in files]
+    sizes.append(len(json.dumps(previous, ensure_ascii=False, separators=(",", ":")).encode()))
+    return sum(-(-size // block) * block for size in sizes)
+
+
+def last_run_bytes(out: Path) -> tuple[int, int] | None:
+    """(bytes of data, bytes on disk) of the run `latest` points to, per its manifest's file
+    sizes (files with the same content counted once: a run hard-links those; on disk, each
+    rounded up to OUT's block size), or None without a readable manifest."""
+    current = latest_run(out)
+    if current is None:
+        return None
+    try:
+        manifest = current / "manifest.json"
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        sizes = [*{meta["sha256"]: meta["bytes"] for meta in files.values()}.values(),
+                 manifest.stat().st_size]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    block = _block_size(out)
+    return sum(sizes), sum(-(-size // block) * block for size in sizes)
+
+
+def _last_run_text(out: Path, flag: str) -> str:
+    """What the last run took, for the fault line: its files (OUT) or its vectors (DB)."""
+    if flag == "--db":
+        current = latest_run(out)
+        try:
+            files = json.loads((current / "manifest.json").read_text(encoding="utf-8"))["files"]
+            vectors = int(files["embeddings.parquet"]["bytes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "no previous run to compare with"
+        return f"the last run's vectors took {human_bytes(vectors)} (as Parquet)"
+    last = last_run_bytes(out)
+    if last is None:
+        return "no previous run to compare with"
+    return f"the last run took {human_bytes(last[1])} on disk ({human_bytes(last[0])} of data)"
+
+
+def disk_space(folder: Path) -> tuple[int, int]:
+    """(bytes free to this user, total bytes) of the file system holding `folder` (or its
+    nearest existing parent)."""
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def fault_message(
+    code: int, folder: Path, flag: str, out: Path, *, path: str | None = None,
+    need: int | None = None, after: str | None = None,
+) -> str:
+    """The one line for a full (ENOSPC), over-quota (EDQUOT) or unwritable (EROFS, EACCES)
+    folder: which folder, what is free, what the last run took, what happened, what to do."""
+    try:
+        free, total = disk_space(folder)
+        space = f"{human_bytes(free)} free of {human_bytes(total)}"
+    except OSError:
+        space = "free space unknown"
+    where = f"{flag} folder {folder}"
+    doing = ""
+    if path is not None:
+        shown = Path(path)
+        if shown.is_relative_to(folder):
+            shown = shown.relative_to(folder)
+        doing = f" (at {shown})" if str(shown) != "." else ""
+    last_text = _last_run_text(out, flag)
+    if need is not None:
+        what = (f"not enough space in {where}: {space}, and this run needs at least "
+                f"{human_bytes(need)} of new files")
+    elif code == errno.ENOSPC:
+        what = f"no space left in {where}{doing}: {space}"
+    elif code == errno.EDQUOT:
+        what = f"disk quota exceeded in {where}{doing}: {space} on the disk"
+    elif code == errno.EROFS:
+        what = f"{where} is on a read-only file system{doing}: {space}"
+    else:
+        what = (f"{where} is not writable by this user (uid {os.geteuid()}: permission "
+                f"denied{doing.replace(' (', ' ').rstrip(')')}): {space}")
+    if after is not None:
+        outcome = f"run {after} was published, but its housekeeping stopped"
+    elif need is not None:
+        outcome = "nothing was written and `latest` is unchanged"
+    else:
+        outcome = "nothing was published or left behind and `latest` is unchanged"
+    todo = {
+        errno.ENOSPC: f"free space there (or point {flag} at a larger disk) and run again",
+        errno.EDQUOT: f"free space within this user's quota (or raise it, or point {flag} "
+                      "elsewhere) and run again",
+        errno.EROFS: f"remount it read-write (or point {flag} at a writable folder) and "
+                     "run again",
+    }.get(code if need is None else errno.ENOSPC,
+          f"give uid {os.geteuid()} write access to it (chown/chmod) or point {flag} at a "
+          "writable folder, and run again")
+    return f"{what}; {last_text}; {outcome}: {todo}"
+
+
+def human_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _inside(filename: str | bytes | None, folder: Path) -> bool:
+    """Whether an error's file is in `folder` (True when the error names no file: the
+    caller scoped the block to writes in `folder`)."""
+    if filename is None:
+        return True
+    path = Path(os.fsdecode(filename)).absolute()
+    return path.is_relative_to(Path(folder).absolute())
+
+
+def _block_size(folder: Path) -> int:
+    try:
+        return max(os.statvfs(folder).f_frsize, 1)
+    except OSError:
+        return 4096
+
+
+@contextmanager
+def housekeeping(folder: Path, flag: str, out: Path, run_id: str) -> Iterator[None]:
+    """For the steps after `latest` switched to `run_id` (history, pruning): a full or
+    read-only folder is logged as a warning, since the run is published; the next run that
+    finds the fault still in place stops on it."""
+    try:
+        with environment_faults(folder, flag, out, after=run_id):
+            yield
+    except EnvironmentFaultError as err:
+        log.warning("%s", err)

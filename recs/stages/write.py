@@ -90,11 +90,14 @@ class FileLog:
             except OSError:
                 pass  # gone, or another file system: write it afresh
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(f"{self.root}/{rel}", flags, 0o644)
+        path = f"{self.root}/{rel}"
+        fd = os.open(path, flags, 0o644)
         try:
             view = memoryview(data)
             while view:  # os.write may write less than asked (large buffers, full disks)
                 view = view[os.write(fd, view) :]
+        except OSError as err:  # a full disk: name the file, as a failed open does
+            raise OSError(err.errno, err.strerror, path) from None
         finally:
             os.close(fd)
         return meta
@@ -277,12 +280,34 @@ def write_json(
     Each movie's own members are encoded once and spliced into every list that shows it
     (the same bytes json.dumps would give, at a fraction of the cost for 10^5 files).
     Returns the number of movie files written. Names come only from integer ids. threads:
-    threads creating the files (`FileLog.write_many`).
+    threads creating the files (`FileLog.write_many`). A cluster writes the movie files range
+    by range (`json_folders`, `movie_payloads` per range, then `write_json_links`): the same
+    bytes.
     """
     started = time.perf_counter()
+    json_folders(written)
+    written.write_many(movie_payloads(movies, lists, shared_genres), threads)
+    write_json_links(written, movies, lists.movie_ids)
+    log.info("wrote %d JSON lists in %.2f s", len(lists.movie_ids), time.perf_counter() - started)
+    return len(lists.movie_ids)
+
+
+def json_folders(written: FileLog) -> None:
+    """json/v1/movies and json/v1/imdb, before any movie file is written."""
     root = written.root / JSON_ROOT
     (root / "movies").mkdir(parents=True)
     (root / "imdb").mkdir()
+
+
+def movie_file(movie_id: int) -> str:
+    return f"{JSON_ROOT.as_posix()}/movies/{int(movie_id)}.json"
+
+
+def movie_payloads(
+    movies: pa.Table, lists: RankedNeighbors, shared_genres: SharedGenres | None = None
+) -> list[tuple[str, bytes]]:
+    """(json/v1/movies/<id>.json, bytes) per list, in the order of `lists`: each file depends
+    only on its own list and `movies`, so any range of lists gives the same bytes."""
     cards = _cards(movies)
     listed = set(lists.movie_ids.tolist()) | (set(lists.neighbor_ids.ravel().tolist()) - {-1})
     frags = {m: _fragment(cards[m]) for m in listed}
@@ -295,8 +320,6 @@ def write_json(
     shared_genres = shared_genres or SharedGenres()
     shared: dict[tuple, str] = {}  # (query genres, neighbour genres) -> JSON list
     payloads: list[tuple[str, bytes]] = []
-    imdb_links: list[tuple[str, str]] = []
-    imdb_written: set[int] = set()
     for mid, nbr_row, score_row, cosine_row, co_row, close_row in zip(
         ids, nbrs, scores, cosines, co_watchers, close_watchers, strict=True
     ):
@@ -314,17 +337,23 @@ def write_json(
                 f'"co_watchers":{co},"close_watchers":{close},'
                 f'"shared_genres":{shared[key]}}}'
             )
-        rel = f"{JSON_ROOT.as_posix()}/movies/{int(mid)}.json"
-        payloads.append((rel, f'{{{frags[mid]},"similar":[{",".join(items)}]}}'.encode()))
+        payloads.append((movie_file(mid), f'{{{frags[mid]},"similar":[{",".join(items)}]}}'
+                         .encode()))
+    return payloads
+
+
+def write_json_links(written: FileLog, movies: pa.Table, movie_ids: np.ndarray) -> None:
+    """json/v1/imdb/tt<id>.json links to the movie files already written, and
+    json/v1/index.json; movie_ids: the listed movies, ascending."""
+    cards = _cards(movies)
+    ids = movie_ids.tolist()
+    imdb_written: set[int] = set()
+    for mid in ids:
         imdb = cards[mid]["imdb_id"]
         # two movies can share an IMDb id in links.csv: the lower movie id keeps the name
         if imdb is not None and imdb not in imdb_written:
             imdb_written.add(imdb)
-            imdb_links.append((f"{JSON_ROOT.as_posix()}/imdb/{imdb_key(int(imdb))}.json", rel))
-    written.write_many(payloads, threads)
-    for rel, existing in imdb_links:
-        written.link(rel, existing)
+            written.link(f"{JSON_ROOT.as_posix()}/imdb/{imdb_key(int(imdb))}.json",
+                         movie_file(mid))
     index = [{"movie_id": m, "title": cards[m]["title"], "year": cards[m]["year"]} for m in ids]
     written.write(JSON_ROOT / "index.json", dumps({"version": 1, "movies": index}))
-    log.info("wrote %d JSON lists in %.2f s", len(ids), time.perf_counter() - started)
-    return len(ids)
