@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -137,17 +139,37 @@ def run(**options: Any) -> None:
 
     Writes a new run folder under OUT and switches OUT/latest to it only when every file is
     complete; replaces the LanceDB table in one step. Exit codes: 0 ok, 1 unexpected error,
-    2 bad input, 3 quality gate refused, 4 another run holds the lock. Every flag can also be
-    set by the environment variable in its help.
+    2 bad input, 3 quality gate refused, 4 another run holds the lock, 5 the environment (the
+    output or database folder is full, over quota or read-only), 6 the Ray cluster lost work
+    it could not redo (--ray). Every flag can also be set by the environment variable in its
+    help.
 
     \b
     Example:
         recs run --data ../shared/data/ml-latest-small --out output
     """
     settings = make_settings(**options)
-    with _progress("ranking movies") as progress:
+    with _progress("ranking movies") as progress, _sigterm_unwinds():
         result = nightly.run(settings, progress=progress)
     click.echo(summary(result.manifest, settings.out / "latest"), err=True)
+
+
+class _sigterm_unwinds:
+    """SIGTERM (cron's `timeout`, `systemctl stop`) unwinds the run like Ctrl-C does: it
+    removes its unfinished run folder and writes its metrics, then exits 143 (128 + 15)."""
+
+    def __enter__(self) -> None:
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:  # signal handlers can only be set from the main thread
+            self.before = signal.signal(signal.SIGTERM, self._stop)
+
+    @staticmethod
+    def _stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.before or signal.SIG_DFL)
 
 
 def summary(m: dict[str, Any], latest: Path) -> str:
@@ -307,19 +329,22 @@ def evaluate(data, cache, dim, threads, fmt, seed, k, pairs, dataset_name, lists
 @click.option("--movies", type=click.IntRange(1), default=9742, show_default=True)
 @click.option("--ratings", type=click.IntRange(1), default=100836, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv",
+              show_default=True, help="parquet: ratings.parquet, movies.parquet, links.parquet")
 @domain_errors
-def synth(out: Path, users: int, movies: int, ratings: int, seed: int) -> None:
+def synth(out: Path, users: int, movies: int, ratings: int, seed: int, fmt: str) -> None:
     """Write a synthetic MovieLens-format folder (ratings.csv, movies.csv, links.csv) to OUT.
 
     Deterministic for a seed: Zipf-like movie popularity, heavy-tailed user activity, half-star
     ratings, spread timestamps, sparse movie ids, and taste clusters for SVD to find.
+    --format parquet writes the same tables as Parquet files, which `recs run --data` reads too.
 
     \b
     Example:
         recs synth --users 162000 --movies 62000 --ratings 25000000 /tmp/ml-25m-synth
     """
     try:
-        info = write_synthetic(out, users, movies, ratings, seed)
+        info = write_synthetic(out, users, movies, ratings, seed, fmt)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     click.echo(f"wrote {info['ratings']} ratings, {info['users']} users, "

@@ -34,6 +34,8 @@ from recs.core.settings import Settings
 from recs.jobs import nightly
 from recs.stages import publish, store, write
 
+pytestmark = pytest.mark.slow  # every test here runs the job (tiny data)
+
 KIB = 1024
 PAGE = 4096
 

@@ -19,6 +19,8 @@ from recs.cli import main
 from recs.core.errors import InputError, QualityGateError
 from recs.stages import monitor
 
+pytestmark = pytest.mark.slow  # every test here runs the job (tiny data)
+
 
 def gate_fails(make_dataset) -> Path:
     """The two taste groups plus a user who crosses over last (movie 11, then 20): that

@@ -357,6 +357,7 @@ def file_sums(run_dir: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_csv_and_parquet_runs_publish_identical_files(tmp_path):
     csv = run_tiny(write_dataset(tmp_path / "csv", two_groups()), tmp_path / "a")
     parquet = run_tiny(folder_with(tmp_path / "pq", tables()), tmp_path / "b")

@@ -37,3 +37,10 @@ class EnvironmentFaultError(RecsError):
     writable. Nothing was published; free space or fix the folder, then run the same job again."""
 
     exit_code = 5
+
+
+class ClusterError(RecsError):
+    """The cluster lost work it could not redo (a node or the object store gone): nothing was
+    published. Run again once the cluster is healthy."""
+
+    exit_code = 6

@@ -76,13 +76,28 @@ class Settings(BaseSettings):
     close_weight: float = Field(
         3.0, ge=0, description="re-rank score: co-watchers + this x close watchers (0: off)"
     )
+    close_ties: Literal["unordered", "by_id"] = Field(
+        "unordered",
+        description="ratings with equal times: unordered (0 apart, window counted in tie "
+        "groups) or by_id (ordered by movie id, an order the lists then learn)",
+    )
     history_days: int = Field(
         90, ge=0, description="days of OUT/history/run_date=... partitions to keep"
     )
     precompress: bool = Field(False, description="also write a .gz beside every JSON file")
+    ray: str | None = Field(
+        None,
+        description="rank on a Ray cluster: auto, HOST:PORT, ray://HOST:10001, or local (a "
+        "throwaway cluster for the run); needs the `ray` extra",
+    )
     min_hr: float | None = Field(
         None, ge=0, le=1,
         description="refuse to publish when the gate's next-watch HR@10 is below this",
+    )
+    metrics_file: Path | None = Field(
+        None,
+        description="write Prometheus text metrics here after every run, ok or not "
+        "(node_exporter textfile collector: name it *.prom)",
     )
 
     def resolved_db(self) -> Path:

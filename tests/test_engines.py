@@ -1,0 +1,62 @@
+"""The engine interface without Ray: shard ranges, the local executor, and that nothing
+imports Ray unless `--ray` is given (the cluster tests themselves are in test_ray.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from recs.core.settings import Settings
+from recs.core.types import RankedNeighbors
+from recs.engines import open_executor, ranges
+from recs.jobs import shards
+from recs.stages import recipe, write
+from recs.stages.embed import embed
+from recs.stages.ingest import load_dataset
+
+
+@pytest.mark.parametrize("total", [0, 1, 255, 256, 1000, 9724, 100_000])
+@pytest.mark.parametrize("cpus", [1, 2, 16])
+def test_ranges_cover_the_catalog_contiguously(total: int, cpus: int) -> None:
+    parts = ranges(total, cpus)
+    if not total:
+        assert parts == []
+        return
+    assert [a for a, _ in parts[1:]] == [b for _, b in parts[:-1]]  # contiguous
+    assert (parts[0][0], parts[-1][1]) == (0, total)
+    sizes = [b - a for a, b in parts]
+    assert not sizes or max(sizes) - min(sizes) <= 1
+    assert len(parts) <= max(1, cpus * 4)
+    assert len(parts) == 1 or min(sizes) >= 256
+
+
+def test_local_executor_is_the_plain_recipe(make_dataset) -> None:
+    settings = Settings(dim=2, top_k=3)
+    data = load_dataset(make_dataset(), 1)
+    emb = embed(data.ratings, settings)
+    prep = recipe.prepare(data.ratings, emb, settings)
+    seen = []
+    with open_executor(None) as executor:
+        assert executor.name == "local" and executor.ranges(7) == [(0, 7)]
+        got = write.sort_lists(shards.rank(executor, prep, settings))
+        assert executor.map(lambda s, a, b: (s, a, b), "x", [(0, 2), (2, 5)],
+                            lambda d, t: seen.append((d, t))) == [("x", 0, 2), ("x", 2, 5)]
+    assert seen == [(1, 2), (2, 2)]
+    want = write.sort_lists(recipe.rank(prep, settings))
+    for name in RankedNeighbors.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    # any split into ranges concatenates to the same lists
+    parts = [shards.rank_range((prep, settings), a, b) for a, b in [(0, 3), (3, len(prep.queries))]]
+    split = write.sort_lists(RankedNeighbors.concat(parts))
+    np.testing.assert_array_equal(split.neighbor_ids, want.neighbor_ids)
+    np.testing.assert_array_equal(split.scores, want.scores)
+
+
+def test_nothing_imports_ray_without_the_flag() -> None:
+    code = ("import sys\nimport recs.cli, recs.jobs.nightly, recs.engines\n"
+            "from recs.engines import open_executor\nopen_executor(None).close()\n"
+            "assert 'ray' not in sys.modules, 'ray was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
