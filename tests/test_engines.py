@@ -55,6 +55,7 @@ def test_local_executor_is_the_plain_recipe(make_dataset) -> None:
     np.testing.assert_array_equal(split.scores, want.scores)
 
 
+@pytest.mark.slow
 def test_nothing_imports_ray_without_the_flag() -> None:
     code = ("import sys\nimport recs.cli, recs.jobs.nightly, recs.engines\n"
             "from recs.engines import open_executor\nopen_executor(None).close()\n"

@@ -143,6 +143,7 @@ def test_load_events_dedups_and_orders_by_time_then_id(tmp_path):
     assert ev.ratings.tolist() == [2.0, 4.0, 1.0]  # the latest rating of a pair rated twice
 
 
+@pytest.mark.slow
 def test_evaluate_is_reproducible_and_beats_random_on_clear_structure(tmp_path):
     folder = write_folder(tmp_path / "d", two_groups())
     settings = Settings(dim=4, min_support=2, pool=20)

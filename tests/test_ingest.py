@@ -245,6 +245,7 @@ def no_sql_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest, "_parts_sql", boom)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shuffle", [False, True], ids=["grouped", "shuffled"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fast_read_equals_sql_path(tmp_path: Path, seed: int, shuffle: bool) -> None:
@@ -257,6 +258,7 @@ def test_fast_read_equals_sql_path(tmp_path: Path, seed: int, shuffle: bool) -> 
         np.testing.assert_array_equal(one.last_pairs[c], two.last_pairs[c])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("all_listed", [False, True], ids=["some-unlisted", "all-listed"])
 @pytest.mark.parametrize("shuffle", [False, True], ids=["grouped", "shuffled"])
 def test_fast_read_with_repeated_pairs_equals_sql_path(
