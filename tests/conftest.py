@@ -8,8 +8,8 @@ Session fixtures:
   it, it is fetched once into that cache through the job's own verified download
   (`recs.stages.source.resolve_data(None, cache)`), and the terminal says so. If that fails too,
   the tests that need it fail with one line naming every place looked in.
-- `ml_100k`: the real ml-100k folder from $RECS_TEST_DATA/ml-100k or ../shared/data/ml-100k.
-  It has no download: when missing, the tests that need it fail with one line naming both.
+- `ml_100k`: the real ml-100k folder, found and fetched the same way (the cache entry is
+  <cache>/ml-100k; `recs.stages.source.fetch_known("ml-100k", cache)` downloads and verifies).
 - `small_run`: the nightly job run once on `ml_small` for the whole session, as (settings,
   result); tests read its output and must not modify it.
 
@@ -90,12 +90,22 @@ def ml_small(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ml_100k() -> Path:
+def ml_100k(request: pytest.FixtureRequest) -> Path:
+    from recs.core.errors import InputError
+    from recs.stages.source import fetch_known
+
     lookup = find_dataset("ml-100k", START_ENV)
+    cache = user_cache(START_ENV)
+    if lookup.found is not None and lookup.found[0] != "recs cache":
+        return lookup.found[1]
     if lookup.found is None:
-        pytest.fail(f"ml-100k not found in {lookup.where()} (it has no download): set "
-                    "RECS_TEST_DATA to a folder holding ml-100k/", pytrace=False)
-    return lookup.found[1]
+        _say(request.config, f"ml-100k not found in {lookup.where()}: fetching it once "
+                             f"into {cache} with the job's verified download")
+    try:
+        return fetch_known("ml-100k", cache)[0]  # a cache hit is checked against the pins
+    except InputError as exc:
+        problem = str(exc)
+    pytest.fail(f"ml-100k not found in {lookup.where()}, and {problem}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -173,16 +173,14 @@ def find_dataset(name: str, env: Mapping[str, str] = os.environ) -> Lookup:
 
     1. $RECS_TEST_DATA/<name> (RECS_TEST_DATA: a folder holding ml-latest-small/, ml-100k/);
     2. ../shared/data/<name> beside the checkout;
-    3. for ml-latest-small only: <cache>/ml-latest-small, the entry the README's first command
-       (`recs run` with no --data) downloads and verifies (`user_cache(env)`).
-    ml-100k has no download, so the recs cache never holds it.
+    3. <cache>/<name>, the entry the job's verified download fills (`user_cache(env)`): for
+       ml-latest-small, the README's first command (`recs run` with no --data) does.
     """
     places: list[tuple[str, Path]] = []
     if env.get("RECS_TEST_DATA"):
         places.append(("RECS_TEST_DATA", Path(env["RECS_TEST_DATA"]).expanduser() / name))
     places.append(("../shared/data", REPO.parent / "shared" / "data" / name))
-    if name == "ml-latest-small":
-        places.append(("recs cache", user_cache(env) / name))
+    places.append(("recs cache", user_cache(env) / name))
     found = next(((label, path) for label, path in places if (path / MARKERS[name]).is_file()),
                  None)
     return Lookup(name, tuple(places), found)

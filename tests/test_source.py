@@ -23,7 +23,14 @@ import pytest
 
 from recs.core.errors import InputError
 from recs.stages import source
-from recs.stages.source import DEFAULT_PINS, dataset_files, resolve_data, sha256_file
+from recs.stages.source import (
+    DEFAULT_PINS,
+    ML100K_PINS,
+    dataset_files,
+    fetch_known,
+    resolve_data,
+    sha256_file,
+)
 
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,100\n1,2,3.5,101\n2,1,5.0,102\n"
 MOVIES = b'movieId,title,genres\n1,"Toy, Story (1995)",Comedy\n2,Heat (1995),Action\n'
@@ -475,6 +482,24 @@ def test_default_dataset_download_failure(tmp_path: Path, server: Server) -> Non
     with pytest.raises(InputError, match="HTTP 404 .*download ml-latest-small.zip elsewhere"):
         resolve_data(None, tmp_path / "cache", default_url=server.url("/gone.zip"))
     assert cache_entries(tmp_path / "cache") == []
+
+
+def test_ml100k_is_fetched_verified_and_then_served_from_the_cache(
+    tmp_path: Path, server: Server, ml_100k: Path
+) -> None:
+    files = {n: (ml_100k / n).read_bytes() for n in ("u.data", "u.item", "u.genre")}
+    server.files["/ml-100k.zip"] = make_zip(tmp_path / "a.zip", files, "ml-100k/").read_bytes()
+    files["u.data"] = files["u.data"][:-100]  # a truncated download of another kind
+    server.files["/cut.zip"] = make_zip(tmp_path / "b.zip", files, "ml-100k/").read_bytes()
+    with pytest.raises(InputError, match="u.data do not match the pinned sha256 of ml-100k"):
+        fetch_known("ml-100k", tmp_path / "other", server.url("/cut.zip"))
+    assert cache_entries(tmp_path / "other") == []
+    cache = tmp_path / "cache"
+    folder, how = fetch_known("ml-100k", cache, server.url("/ml-100k.zip"))
+    assert folder == cache / "ml-100k" and how.startswith("downloaded")
+    assert {n: sha256_file(folder / n) for n in ML100K_PINS} == dict(ML100K_PINS)
+    server.stop()
+    assert fetch_known("ml-100k", cache, server.url("/ml-100k.zip"))[1] == "cache hit for ml-100k"
 
 
 # --- ml-100k ----------------------------------------------------------------------------------

@@ -52,6 +52,17 @@ DEFAULT_PINS: Mapping[str, str] = MappingProxyType({
     "links.csv": "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
     "tags.csv": "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
 })
+ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+# sha256 of the files of GroupLens's ml-100k.zip (released 1998-04) that the job reads
+ML100K_PINS: Mapping[str, str] = MappingProxyType({
+    "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+    "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+})
+# the datasets `fetch_known` downloads and verifies: name -> (url, pins, release date)
+KNOWN: Mapping[str, tuple[str, Mapping[str, str], str]] = MappingProxyType({
+    DEFAULT_NAME: (DEFAULT_URL, DEFAULT_PINS, "2018-09-26"),
+    "ml-100k": (ML100K_URL, ML100K_PINS, "1998-04"),
+})
 TABLES = ("ratings", "movies", "links")
 FORMATS = (".csv", ".parquet")  # each table is <table>.csv or <table>.parquet
 REQUIRED_FILES = tuple(f"{table}.csv" for table in TABLES)
@@ -129,7 +140,7 @@ def resolve_data(
     started = time.perf_counter()
     cache = Path(cache).expanduser()
     if data is None or not data.strip():
-        folder, how = _default_dataset(cache, default_url, timeout)
+        folder, how = fetch_known(DEFAULT_NAME, cache, default_url, timeout)
     elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", data):
         folder, how = _from_url(data, cache, timeout)
     else:
@@ -141,28 +152,35 @@ def resolve_data(
 # --- the kinds of input ---------------------------------------------------------------------
 
 
-def _default_dataset(cache: Path, url: str, timeout: float) -> tuple[Path, str]:
-    entry = cache / DEFAULT_NAME
+def fetch_known(
+    name: str, cache: Path, url: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S
+) -> tuple[Path, str]:
+    """GroupLens's dataset `name` (a key of KNOWN) as published, in `cache`/`name`: downloaded
+    once from `url` (default: its GroupLens URL), its files checked against the pinned sha256
+    before the entry appears, and checked again on every cache hit. Returns (folder, how)."""
+    default_url, pins, released = KNOWN[name]
+    url = url or default_url
+    entry = Path(cache).expanduser() / name
     if entry.is_dir():
-        bad = _pin_mismatches(entry)
+        bad = _pin_mismatches(entry, pins)
         if bad:
             raise InputError(
-                f"{entry}: cached {DEFAULT_NAME} was altered ({', '.join(bad)} no longer match "
+                f"{entry}: cached {name} was altered ({', '.join(bad)} no longer match "
                 f"the pinned sha256); delete {entry} and run again to download it afresh"
             )
-        return entry, f"cache hit for {DEFAULT_NAME}"
-    with _staging(cache) as tmp:
-        hint = f"download {DEFAULT_NAME}.zip elsewhere and pass it with --data"
+        return entry, f"cache hit for {name}"
+    with _staging(entry.parent) as tmp:
+        hint = f"download {name}.zip elsewhere and pass it with --data"
         archive = _download(url, tmp, timeout, hint)
         root = _extract(archive, tmp / "x", url)
-        bad = _pin_mismatches(root)
+        bad = _pin_mismatches(root, pins)
         if bad:
             raise InputError(
-                f"{url}: {', '.join(bad)} do not match the pinned sha256 of {DEFAULT_NAME} "
-                f"(2018-09-26), so nothing was cached; check the URL, or {hint}"
+                f"{url}: {', '.join(bad)} do not match the pinned sha256 of {name} "
+                f"({released}), so nothing was cached; check the URL, or {hint}"
             )
         _publish(root, entry)
-    return entry, f"downloaded {url} and verified {DEFAULT_NAME}"
+    return entry, f"downloaded {url} and verified {name}"
 
 
 def _from_url(url: str, cache: Path, timeout: float) -> tuple[Path, str]:
@@ -273,10 +291,10 @@ def _missing(folder: Path, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if not (Path(folder) / name).is_file()]
 
 
-def _pin_mismatches(folder: Path) -> list[str]:
-    """Names in DEFAULT_PINS that are absent from `folder` or whose sha256 differs."""
+def _pin_mismatches(folder: Path, pins: Mapping[str, str]) -> list[str]:
+    """Names in `pins` that are absent from `folder` or whose sha256 differs."""
     return [
-        name for name, want in DEFAULT_PINS.items()
+        name for name, want in pins.items()
         if not (folder / name).is_file() or sha256_file(folder / name) != want
     ]
 
