@@ -342,5 +342,6 @@ def test_ml_latest_small_reads_exactly(ml_small: Path) -> None:
     assert data.counts["duplicates"] == 0 and data.counts["unlisted_ratings"] == 0
 
 
+@pytest.mark.slow  # both read paths on real data
 def test_ml_latest_small_equals_sql_path(ml_small: Path, no_sql_path: None) -> None:
     assert_same_as_sql(ml_small)

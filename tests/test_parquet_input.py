@@ -97,6 +97,7 @@ def csv_data(tmp_path: Path) -> Dataset:
 @pytest.mark.parametrize("as_parquet", [
     ("ratings",), ("movies",), ("links",), ("movies", "links"), ("ratings", "movies", "links"),
 ])
+@pytest.mark.slow  # a sweep of whole datasets
 def test_parquet_and_mixed_folders_read_like_the_csvs(tmp_path, csv_data, as_parquet):
     parquet = {t: data for t, data in tables().items() if t in as_parquet}
     folder = folder_with(tmp_path / "mixed", parquet)
@@ -193,6 +194,7 @@ def whole(values: np.ndarray, kind: pa.DataType) -> pa.Array:
     ("links", "tmdbId", lambda t: t["tmdbId"].cast(pa.string())),
     ("links", "tmdbId", lambda t: t["tmdbId"].cast(pa.int32())),
 ])
+@pytest.mark.slow  # a sweep of whole datasets
 def test_natural_types_read_to_the_same_data(tmp_path, csv_data, table, column, make):
     data = tables()
     data[table] = replaced(data[table], column, make(data[table]))
