@@ -487,7 +487,7 @@ def test_default_dataset_download_failure(tmp_path: Path, server: Server) -> Non
 def test_ml100k_is_fetched_verified_and_then_served_from_the_cache(
     tmp_path: Path, server: Server, ml_100k: Path
 ) -> None:
-    files = {n: (ml_100k / n).read_bytes() for n in ("u.data", "u.item", "u.genre")}
+    files = {n: (ml_100k / n).read_bytes() for n in ML100K_PINS}
     server.files["/ml-100k.zip"] = make_zip(tmp_path / "a.zip", files, "ml-100k/").read_bytes()
     files["u.data"] = files["u.data"][:-100]  # a truncated download of another kind
     server.files["/cut.zip"] = make_zip(tmp_path / "b.zip", files, "ml-100k/").read_bytes()
