@@ -10,7 +10,8 @@ name prefixed `recs_`. Point the collector's `--collector.textfile.directory` at
     recs_last_success_timestamp_seconds        when the last published run ended (kept
                                                from the previous file when this run failed)
     recs_last_run_exit_code                    0 ok, 1 unexpected, 2 input, 3 gate, 4 lock,
-                                               5 environment (disk full, read-only)
+                                               5 environment (disk full, read-only),
+                                               6 cluster lost work (--ray)
     recs_last_run_success                      1 when the run published, else 0
     recs_last_run_duration_seconds             wall time of the run
     recs_stage_duration_seconds{stage="..."}   wall time of each stage that ran
