@@ -5,9 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import pytest
-
-yaml = pytest.importorskip("yaml", reason="PyYAML comes with the `ray` extra")
+import yaml
 
 MANIFEST = Path(__file__).resolve().parents[1] / "deploy" / "kuberay" / "recs-nightly.yaml"
 
