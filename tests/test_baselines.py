@@ -90,7 +90,7 @@ def test_row_max_blend_weighs_normalised_rows():
     np.testing.assert_allclose(got, [[0.25, 0.25 * 0.5 + 0.75, 0.75 * 0.5]], rtol=1e-6)
 
 
-@pytest.mark.skipif(sequential.Word2Vec is None, reason="gensim (the eval extra) is missing")
+@pytest.mark.skipif(not sequential.has_gensim(), reason="gensim (the eval extra) is missing")
 def test_item2vec_is_deterministic_with_one_worker_and_a_seed():
     rng = np.random.default_rng(0)
     rows = [(u, int(m), int(t)) for u in range(1, 30)
