@@ -6,7 +6,7 @@ Session fixtures:
   README's first command fills (RECS_CACHE, else $XDG_CACHE_HOME/recs, else ~/.cache/recs, as
   set when pytest started; the cached copy is checked against the pinned sha256). If none has
   it, it is fetched once into that cache through the job's own verified download
-  (`recs.stages.source.resolve_data(None, cache)`), and the terminal says so. If that fails too,
+  (`recs.stages.source.fetch_known(name, cache)`), and the terminal says so. If that fails too,
   the tests that need it fail with one line naming every place looked in.
 - `ml_100k`: the real ml-100k folder, found and fetched the same way (the cache entry is
   <cache>/ml-100k; `recs.stages.source.fetch_known("ml-100k", cache)` downloads and verifies).
@@ -70,42 +70,34 @@ def _say(config: pytest.Config, message: str) -> None:
             reporter.write_line(message, yellow=True)
 
 
-@pytest.fixture(scope="session")
-def ml_small(request: pytest.FixtureRequest) -> Path:
+def _real_dataset(request: pytest.FixtureRequest, name: str) -> Path:
+    """The real dataset `name` where `find_dataset` finds it, else fetched once into the user's
+    recs cache by the job's verified download (a cache hit is checked against the pins)."""
     from recs.core.errors import InputError
-    from recs.stages.source import resolve_data
+    from recs.stages.source import fetch_known
 
-    lookup = find_dataset("ml-latest-small", START_ENV)
+    lookup = find_dataset(name, START_ENV)
     cache = user_cache(START_ENV)
     if lookup.found is not None and lookup.found[0] != "recs cache":
         return lookup.found[1]
     if lookup.found is None:
-        _say(request.config, f"ml-latest-small not found in {lookup.where()}: fetching it once "
+        _say(request.config, f"{name} not found in {lookup.where()}: fetching it once "
                              f"into {cache} with the job's verified download")
     try:
-        return resolve_data(None, cache)  # a cache hit is checked against the pinned sha256
+        return fetch_known(name, cache)[0]
     except InputError as exc:
         problem = str(exc)
-    pytest.fail(f"ml-latest-small not found in {lookup.where()}, and {problem}", pytrace=False)
+    pytest.fail(f"{name} not found in {lookup.where()}, and {problem}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ml_small(request: pytest.FixtureRequest) -> Path:
+    return _real_dataset(request, "ml-latest-small")
 
 
 @pytest.fixture(scope="session")
 def ml_100k(request: pytest.FixtureRequest) -> Path:
-    from recs.core.errors import InputError
-    from recs.stages.source import fetch_known
-
-    lookup = find_dataset("ml-100k", START_ENV)
-    cache = user_cache(START_ENV)
-    if lookup.found is not None and lookup.found[0] != "recs cache":
-        return lookup.found[1]
-    if lookup.found is None:
-        _say(request.config, f"ml-100k not found in {lookup.where()}: fetching it once "
-                             f"into {cache} with the job's verified download")
-    try:
-        return fetch_known("ml-100k", cache)[0]  # a cache hit is checked against the pins
-    except InputError as exc:
-        problem = str(exc)
-    pytest.fail(f"ml-100k not found in {lookup.where()}, and {problem}", pytrace=False)
+    return _real_dataset(request, "ml-100k")
 
 
 @pytest.fixture(autouse=True)
