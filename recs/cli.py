@@ -31,7 +31,7 @@ from recs.stages import store
 from recs.stages.ingest import validate_folder
 from recs.stages.source import resolve_data
 from recs.tools.serve import serve as serve_folder
-from recs.tools.synth import write_synthetic
+from recs.tools.synth import FORMATS, write_synthetic
 
 log = logging.getLogger("recs")
 
@@ -329,7 +329,7 @@ def evaluate(data, cache, dim, threads, fmt, seed, k, pairs, dataset_name, lists
 @click.option("--movies", type=click.IntRange(1), default=9742, show_default=True)
 @click.option("--ratings", type=click.IntRange(1), default=100836, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv",
               show_default=True, help="parquet: ratings.parquet, movies.parquet, links.parquet")
 @domain_errors
 def synth(out: Path, users: int, movies: int, ratings: int, seed: int, fmt: str) -> None:

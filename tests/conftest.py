@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import find_dataset, two_groups, user_cache, write_dataset
+from helpers import find_dataset, isolate_env, two_groups, user_cache, write_dataset
 
 # the environment as pytest found it, before `_isolated_env` changes it for each test
 START_ENV = dict(os.environ)
@@ -103,12 +103,7 @@ def ml_100k(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's RECS_* settings or touches ~/.lancedb or ~/.cache."""
-    for name in list(os.environ):
-        if name.startswith("RECS_") and name != "RECS_TEST_DATA" and name != "RECS_ARTIFACTS":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("RECS_DB", str(tmp_path / "lancedb"))
-    monkeypatch.setenv("RECS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("LANCEDB_LOG", "error")
+    isolate_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

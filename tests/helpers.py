@@ -5,6 +5,8 @@
 - `fake_run`: a published run folder holding one file, without running the job.
 - `check_json_files`: a run's JSON files against the JSON Schemas the package ships.
 - `find_dataset`: where the real MovieLens folders are (see conftest's `ml_small`/`ml_100k`).
+- `isolate_env`: the environment every test runs in (conftest's autouse `_isolated_env`), for
+  module- or session-scoped fixtures that run the job before any test's own isolation.
 
 `tests/` is on sys.path because pytest imports conftest.py and the test modules from it (the
 default "prepend" import mode; tests/ has no __init__.py). That holds whether `recs` is
@@ -18,6 +20,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,6 +65,17 @@ def write_dataset(
     (folder / "movies.csv").write_bytes(("\r\n".join(movies) + "\r\n").encode())
     (folder / "links.csv").write_bytes(("\r\n".join(links) + "\r\n").encode())
     return folder
+
+
+def isolate_env(mp: pytest.MonkeyPatch, root: Path) -> None:
+    """No developer RECS_* setting (RECS_TEST_DATA and RECS_ARTIFACTS stay); RECS_DB and
+    RECS_CACHE under `root`, so nothing touches ~/.lancedb or the user's cache."""
+    for name in list(os.environ):
+        if name.startswith("RECS_") and name not in ("RECS_TEST_DATA", "RECS_ARTIFACTS"):
+            mp.delenv(name)
+    mp.setenv("RECS_DB", str(root / "lancedb"))
+    mp.setenv("RECS_CACHE", str(root / "cache"))
+    mp.setenv("LANCEDB_LOG", "error")
 
 
 def run_tiny(data: Path, root: Path, **overrides):

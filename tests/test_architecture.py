@@ -10,8 +10,7 @@ import ast
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO
 
 # room -> the rooms (or single modules) its modules may import from recs
 ALLOWED = {

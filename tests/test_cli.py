@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from helpers import isolate_env, two_groups, write_dataset
 
 from recs import __version__
 from recs.cli import main
@@ -29,15 +30,28 @@ def test_version():
     assert __version__ in result.output
 
 
-@pytest.fixture
-def published(make_dataset, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def published_root(tmp_path_factory):
+    """`recs run` once for the module on hand-made titles; the tests only read what it published
+    (out/ and lancedb/ under the returned root)."""
+    root = tmp_path_factory.mktemp("published")
     titles = {10: "Alpha (2001)", 11: "Alpha Beta (2002)", 12: "Gamma (2003)",
               13: "Delta (2004)", 14: 'Say "Hi" (2005)', 20: "Zeta (2010)"}
-    data = make_dataset(titles=titles)
-    monkeypatch.setenv("RECS_OUT", str(tmp_path / "out"))
-    result = CliRunner().invoke(main, ["run", "--data", str(data), "--dim", "2", "--top-k", "3"])
+    data = write_dataset(root / "data", two_groups(), titles)
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, root)
+        mp.setenv("RECS_OUT", str(root / "out"))
+        result = CliRunner().invoke(main, ["run", "--data", str(data), "--dim", "2",
+                                           "--top-k", "3"])
     assert result.exit_code == 0, result.output
-    return tmp_path / "out"
+    return root
+
+
+@pytest.fixture
+def published(published_root, monkeypatch):
+    """The module's published OUT folder, with RECS_DB pointing at its LanceDB table."""
+    monkeypatch.setenv("RECS_DB", str(published_root / "lancedb"))
+    return published_root / "out"
 
 
 @pytest.mark.slow

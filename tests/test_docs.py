@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import REPO as ROOT
 
 from recs.cli import main
 from recs.core.settings import Settings, default_text
 
-ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = [README, ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

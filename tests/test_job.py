@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import re
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from helpers import check_json_files, run_tiny, two_groups
+from helpers import REPO, check_json_files, isolate_env, run_tiny, two_groups, write_dataset
 
 pytestmark = pytest.mark.slow  # every test runs the whole job
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """`run_tiny` on `two_groups()` once for the module, as (root, result); tests only read it
+    (out/ under root)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_env(mp, root)
+        return root, run_tiny(write_dataset(root / "data", two_groups()), root)
 
 
 def two_group_lists(result) -> dict[int, list[int]]:
@@ -26,8 +36,8 @@ def two_group_lists(result) -> dict[int, list[int]]:
     return lists
 
 
-def test_two_groups_stay_apart(make_dataset, tmp_path):
-    result = run_tiny(make_dataset(), tmp_path)
+def test_two_groups_stay_apart(tiny_run):
+    _, result = tiny_run
     check_json_files(result.run_dir)
     lists = two_group_lists(result)
     assert sorted(lists) == [10, 11, 12, 13, 14, 20, 21, 22, 23, 24]
@@ -37,29 +47,29 @@ def test_two_groups_stay_apart(make_dataset, tmp_path):
         assert movie not in nbrs and set(nbrs) <= set(group), (movie, nbrs)
 
 
-def test_equal_scores_are_not_always_won_by_the_same_movies(make_dataset, tmp_path):
+def test_equal_scores_are_not_always_won_by_the_same_movies(tiny_run):
     """Inside a group every pair ties exactly; a fixed hash of the pair breaks the ties, so
     the left-out movie differs between lists (by id, movie 14 would never be recommended)."""
-    lists = two_group_lists(run_tiny(make_dataset(), tmp_path))
+    lists = two_group_lists(tiny_run[1])
     recommended = {n for nbrs in lists.values() for n in nbrs}
     assert recommended == {10, 11, 12, 13, 14, 20, 21, 22, 23, 24}
 
 
 @pytest.mark.parametrize("engine", ["exact", "lancedb"])
-def test_engines_publish_the_same_lists(make_dataset, tmp_path, engine):
-    reference = two_group_lists(run_tiny(make_dataset(), tmp_path / "ref"))
+def test_engines_publish_the_same_lists(make_dataset, tmp_path, engine, tiny_run):
+    reference = two_group_lists(tiny_run[1])
     assert two_group_lists(run_tiny(make_dataset(), tmp_path / engine, engine=engine)) == \
         reference
 
 
-def test_latest_points_at_complete_run(make_dataset, tmp_path):
-    result = run_tiny(make_dataset(), tmp_path)
-    latest = tmp_path / "out" / "latest"
+def test_latest_points_at_complete_run(tiny_run):
+    root, result = tiny_run
+    latest = root / "out" / "latest"
     assert latest.resolve() == result.run_dir.resolve()
     manifest = json.loads((latest / "manifest.json").read_text())
     for rel, meta in manifest["files"].items():
         assert (latest / rel).stat().st_size == meta["bytes"], rel
-    assert not list((tmp_path / "out" / "runs").glob(".partial-*"))
+    assert not list((root / "out" / "runs").glob(".partial-*"))
 
 
 def test_small_counts_and_schemas(small_run):
@@ -153,7 +163,7 @@ def test_documented_example_is_toy_story_2_in_a_real_run(small_run):
     """docs/output-contract.md's recommendations.parquet example row and JSON example item are
     Toy Story -> Toy Story 2 as a real run on ml-latest-small publishes it."""
     _, result = small_run
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "output-contract.md").read_text()
+    readme = (REPO / "docs" / "output-contract.md").read_text()
     section = readme.split("## recommendations.parquet", 1)[1].split("\n## ", 1)[0]
     example = {}
     for line in section.splitlines():
@@ -179,3 +189,23 @@ def test_documented_example_is_toy_story_2_in_a_real_run(small_run):
              f'"score":{item["score"]},"cosine":{item["cosine"]},"co_watchers":'
              f'{item["co_watchers"]},"close_watchers":{item["close_watchers"]},' in readme)
     assert shown == (True, True), item
+
+
+def test_design_notes_figures_are_a_real_run(small_run):
+    """docs/design.md's Toy Story figures (the list's first three titles, Toy Story 2's rank, and
+    its co-watch counts) are what a real run on ml-latest-small publishes."""
+    _, result = small_run
+    design = " ".join((REPO / "docs" / "design.md").read_text().split())
+    opens = re.search(r"Toy Story's list opens with (.+?), (.+?) and (.+?), and Toy Story 2 is "
+                      r"(\d+)th", design)
+    counts = re.search(r'"(\d+) people rated both, (\d+) of them', design)
+    assert opens and counts, "docs/design.md no longer states the Toy Story figures"
+    toy = json.loads((result.run_dir / "json/v1/movies/1.json").read_text())
+    titles = [s["title"] for s in toy["similar"]]
+    named = opens.groups()[:3]
+    assert all(t.startswith(f"{n} (") for t, n in zip(titles[:3], named, strict=True)), (
+        titles[:3], named
+    )
+    (item,) = [s for s in toy["similar"] if s["movie_id"] == 3114]
+    assert item["rank"] == int(opens.group(4))
+    assert (item["co_watchers"], item["close_watchers"]) == tuple(map(int, counts.groups()))

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from helpers import check_json_files, run_tiny, two_groups
+from helpers import REPO, check_json_files, run_tiny, two_groups
 
 from recs.core.settings import Settings
 from recs.jobs import nightly
@@ -224,7 +224,7 @@ def test_history_is_hive_partitioned_and_pruned(make_dataset, tmp_path):
 def documented_history_query() -> str:
     """The query docs/output-contract.md gives analysts for reading every history partition,
     checked to be the one recs/stages/history.py documents."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "output-contract.md").read_text()
+    doc = (REPO / "docs" / "output-contract.md").read_text()
     found = re.findall(r"^(select \* from read_parquet\('OUT/history/.*)$", doc, re.M)
     assert len(found) == 1, found
     assert " ".join(history.__doc__.split()).count(found[0]) == 1
