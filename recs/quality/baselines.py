@@ -18,9 +18,9 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from recs.core.ranking import top_dense
-from recs.core.types import Neighbors
+from recs.core.types import Neighbors, Ratings
 from recs.quality.metrics import hit_ranks
-from recs.quality.splits import Events, Recipe, events_matrix, validation_split
+from recs.quality.splits import Events, NextWatch, Recipe, events_matrix, validation_split
 from recs.stages.embed import column_counts
 from recs.stages.rerank import Timeline, watched_by
 
@@ -73,14 +73,20 @@ def popular_recipe(train: Events, k: int, seed: int) -> Neighbors:
     return dense_lists(lambda b: np.tile(counts, (len(b), 1)), r.movie_ids, k)
 
 
-def item_knn_recipe(train: Events, k: int, seed: int) -> Neighbors:
-    """Cosine similarity of the movies' star columns (users as dimensions)."""
-    r = events_matrix(train)
+def knn_rows(r: Ratings) -> ScoreRows:
+    """Cosine similarity rows of the movies' star columns (users as dimensions)."""
     x = r.matrix.tocsc().astype(np.float64)
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0))).ravel()
     xn = (x @ sparse.diags_array(1.0 / np.maximum(norms, 1e-12))).toarray().astype(np.float32)
+    return lambda block: xn[:, block].T @ xn
+
+
+def item_knn_recipe(train: Events, k: int, seed: int) -> Neighbors:
+    """Cosine similarity of the movies' star columns (users as dimensions)."""
+    r = events_matrix(train)
+    rows = knn_rows(r)
     with threadpool_limits(limits=1, user_api="blas"):
-        return dense_lists(lambda b: xn[:, b].T @ xn, r.movie_ids, k)
+        return dense_lists(rows, r.movie_ids, k)
 
 
 # --- EASE -----------------------------------------------------------------------------------
@@ -130,24 +136,26 @@ def binary(events: Events):
     return r, x
 
 
-def tune_ease(train: Events, k: int, lambdas=EASE_LAMBDAS) -> float:
-    """The L2 weight with the best next-watch HR@k on a validation split inside `train`."""
-    val = validation_split(train)
+def ease_validation(val: NextWatch, k: int, lambdas=EASE_LAMBDAS) -> list[tuple[float, float]]:
+    """(lambda, next-watch HR@k on the validation events) for each of `lambdas`, EASE trained
+    on val.train."""
     r, x = binary(val.train)
-    q_pos = np.searchsorted(r.movie_ids, val.queries)
-    known = (q_pos < len(r.movie_ids)) & (r.movie_ids[np.minimum(q_pos, len(r.movie_ids) - 1)]
-                                          == val.queries)
-    qrows = np.unique(q_pos[known])
-    best, best_hr = lambdas[0], -1.0
+    qrows = np.flatnonzero(np.isin(r.movie_ids, val.queries))  # the queries' rows, ascending
+    out = []
     for lam in lambdas:
         with threadpool_limits(limits=1, user_api="blas"):
             rows, _ = ease_rows(x, lam)
             lists = dense_lists(rows, r.movie_ids, k, rows=qrows)
         hr = float((hit_ranks(lists, val.queries, val.targets, k) >= 0).mean())
         log.info("EASE lambda %g: validation HR@%d %.4f", lam, k, hr)
-        if hr > best_hr:
-            best, best_hr = lam, hr
-    return best
+        out.append((lam, hr))
+    return out
+
+
+def tune_ease(train: Events, k: int, lambdas=EASE_LAMBDAS) -> float:
+    """The L2 weight with the best next-watch HR@k on a validation split inside `train` (the
+    first listed of equals)."""
+    return max(ease_validation(validation_split(train), k, lambdas), key=lambda p: p[1])[0]
 
 
 def ease_recipe(train: Events, k: int, seed: int) -> Neighbors:

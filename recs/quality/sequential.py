@@ -34,6 +34,7 @@ from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from recs.core.types import Neighbors, Ratings
+from recs.quality import baselines
 from recs.quality.baselines import ScoreRows, binary, dense_lists, ease_rows, tune_ease
 from recs.quality.metrics import hit_ranks
 from recs.quality.splits import Events, NextWatch, Recipe, events_matrix, validation_split
@@ -163,10 +164,7 @@ def row_max_normalised(rows: ScoreRows) -> ScoreRows:
 
 
 def knn_rows(train: Events, r: Ratings) -> ScoreRows:
-    x = r.matrix.tocsc().astype(np.float64)
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0))).ravel()
-    xn = (x @ sparse.diags_array(1.0 / np.maximum(norms, 1e-12))).toarray().astype(np.float32)
-    return lambda block: xn[:, block].T @ xn
+    return baselines.knn_rows(r)
 
 
 def ease_model(lam: float) -> Model:

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from recs.core.settings import Settings
 from recs.core.types import Embeddings, Neighbors, RankedNeighbors, Ratings
 from recs.stages import neighbors, rerank
+from recs.stages.embed import column_counts
 
 Progress = Callable[[int], None]
 
@@ -48,7 +49,7 @@ class Prepared:
 def eligible(ratings: Ratings, settings: Settings) -> NDArray[np.bool_]:
     """Movies with at least settings.min_support ratings: (n_movies,) bool, in the order of
     ratings.movie_ids. They are the movies that get a list and the only ones listed."""
-    return rerank.support(ratings) >= settings.min_support
+    return column_counts(ratings.matrix) >= settings.min_support
 
 
 def prepare(ratings: Ratings, emb: Embeddings, settings: Settings) -> Prepared:

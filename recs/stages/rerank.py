@@ -48,13 +48,6 @@ _BITS_CHUNK = 1 << 18  # uint64 words per popcount chunk (2 MiB)
 _CLOSE_CHUNK = 1 << 20  # neighbouring ratings looked up per chunk (4 MiB of int32)
 
 
-
-
-def support(ratings: Ratings) -> NDArray[np.int64]:
-    """Ratings per movie (n_movies,), in the order of ratings.movie_ids."""
-    return column_counts(ratings.matrix)
-
-
 def watched_by(ratings: Ratings) -> sparse.csc_array:
     """Binary users x movies matrix, CSC (one column per movie), float32."""
     return _binary_columns(ratings.matrix)
@@ -244,7 +237,7 @@ class Timeline:
         at = self.where[_ranges(lo, hi)]
         if self.group is not None:
             cells = self._near_groups(at, owner, slot, window)
-        else:
+        else:  # offset 0 (the place itself) is never looked up
             offsets = np.r_[-window:0, 1 : window + 1]
             step = max(1, _CLOSE_CHUNK // max(len(offsets), 1))
             cells = []
@@ -253,15 +246,20 @@ class Timeline:
                 near += owner[start : start + step, None]
                 cells.append(near[near >= owner[start : start + step, None]])  # slot -1: dropped
         found = np.bincount(np.concatenate(cells) if cells else np.zeros(0, cell_type),
-                            minlength=b * n_slots)
-        return found.reshape(b, n_slots)
+                            minlength=b * n_slots).reshape(b, n_slots)
+        if self.group is not None:  # each place counted itself once: the query movie, per user
+            own = slot[rows]
+            mine = own >= 0
+            found[np.flatnonzero(mine), own[mine]] -= (hi - lo)[mine]
+        return found
 
     def _near_groups(
         self, at: NDArray[np.integer], owner: NDArray[np.integer], slot: NDArray[np.integer],
         window: int,
     ) -> list[NDArray[np.integer]]:
         """The cells of `_near` with ties unordered: every place of the tie groups at most
-        `window` groups from each place in `at`, but the place itself."""
+        `window` groups from each place in `at`, the place itself included (`_near` takes it
+        off the counts: it is the query movie, once per user who rated it)."""
         g = self.group[at].astype(np.int64)
         first = self.group_starts[g - window].astype(np.int64)
         last = self.group_starts[g + window + 1].astype(np.int64)
@@ -271,13 +269,10 @@ class Timeline:
             base = reach[start - 1] if start else 0
             stop = max(int(np.searchsorted(reach, base + _CLOSE_CHUNK, "right")), start + 1)
             sl = slice(start, stop)
-            lengths = last[sl] - first[sl]
-            places = _ranges(first[sl], last[sl])
-            near = slot[self.cols[places]]
-            mine = np.repeat(owner[sl], lengths)
+            near = slot[self.cols[_ranges(first[sl], last[sl])]]
+            mine = np.repeat(owner[sl], last[sl] - first[sl])
             near += mine
-            keep = (near >= mine) & (places != np.repeat(at[sl], lengths))  # not itself
-            cells.append(near[keep])
+            cells.append(near[near >= mine])  # slot -1: dropped
             start = stop
         return cells
 
@@ -345,7 +340,7 @@ class Counts:
             movie_ids=ratings.movie_ids,
             watch=CoWatch.of(ratings),
             timeline=Timeline.of(ratings, window, settings.close_ties) if window else None,
-            support=support(ratings),
+            support=column_counts(ratings.matrix),
         )
 
 
