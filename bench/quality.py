@@ -1,6 +1,6 @@
 """docs/quality.md: `recs evaluate` on ml-latest-small and ml-100k, and the re-rank grid.
 
-    python bench/quality.py                        # about 3 minutes on 2 cores
+    python bench/quality.py                        # about 15 minutes on 2 cores (item2vec)
     python bench/quality.py --no-tune              # without the re-rank grid: about a minute
     python bench/quality.py --data DIR [DIR ...]   # other MovieLens folders (or ml-100k ones)
 
@@ -42,7 +42,7 @@ on the training part of each protocol only.
 - **no-tie**: the same HR@10 and NDCG@10 (and interval) on the test events whose query and
   target were rated at different times. In a tied event the "next" movie is only the one with
   the higher id: a model that learns that order scores on it without learning anything about
-  people. About 16% of consecutive pairs are tied in ml-latest-small, 51% in ml-100k.
+  people. Each table's title gives how many test events are untied.
 - **co-liked**: recall@10 on 20% held-out users: for each movie such a user rated >= 4, its
   list against the user's other movies rated >= 4.
 - **catalog health**: coverage@10 (share of movies with lists that appear in some list);
