@@ -33,7 +33,7 @@ def _macros() -> tuple[str, ...]:
 
 def connect(threads: int = 2) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a fixed thread count and the project's macros
-    (movielens_csv, whole_id, field_problem) created."""
+    (every statement of sql/macros/) created."""
     con = duckdb.connect(config={"threads": threads})
     try:
         for statement in _macros():

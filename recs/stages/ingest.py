@@ -56,8 +56,6 @@ _MAX_TIME = 10**14  # s: recency keys clamp times to this (as rating_triplets_la
 _CHUNK = 1 << 22  # ratings per numpy pass where a pass over all would need float64 copies
 
 
-
-
 @dataclass(frozen=True)
 class Dataset:
     """A checked MovieLens folder: the matrix, the movie table, counts and odd-input notes.
@@ -84,7 +82,11 @@ def load_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
     Raises InputError on the first fatal problem: every file and header (a Parquet file's column
     types) is checked before the first (big) scan, then each file right after its scan.
     """
-    paths = _check_files(con, folder)
+    return _load_tables(con, _check_files(con, folder))
+
+
+def _load_tables(con: duckdb.DuckDBPyConnection, paths: Mapping[str, Path]) -> dict[str, int]:
+    """load_tables on files already found and checked by _check_files."""
     return {name: _load_table(con, path, name) for name, path in paths.items()}
 
 
@@ -206,7 +208,7 @@ def load_dataset(folder: Path, threads: int = 2) -> Dataset:
             log.debug("%s: read again by the SQL path", paths["ratings.csv"])
             con.close()
             con = connect(threads)
-            parts = _parts_sql(con, folder)
+            parts = _parts_sql(con, paths)
         else:
             parts = _parts_numpy(con, paths, columns, threads)
         rows, ratings, built, movies, last_pairs = parts
@@ -241,9 +243,10 @@ def load_dataset(folder: Path, threads: int = 2) -> Dataset:
 _Parts = tuple[dict[str, int], Ratings, dict[str, Any], pa.Table, dict[str, NDArray[np.int64]]]
 
 
-def _parts_sql(con: duckdb.DuckDBPyConnection, folder: Path) -> _Parts:
-    """Everything from the temp tables (load_tables): the path that names bad inputs."""
-    rows = load_tables(con, folder)
+def _parts_sql(con: duckdb.DuckDBPyConnection, paths: Mapping[str, Path]) -> _Parts:
+    """Everything from the temp tables (load_tables on the checked `paths`): the path that names
+    bad inputs."""
+    rows = _load_tables(con, paths)
     ratings, built = build_matrix(con)
     movies = movie_table(con)
     last = con.execute(load_sql("load/last_pairs")).fetchnumpy()
