@@ -6,10 +6,8 @@ table change only once every file is complete, so readers see yesterday's output
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
-import resource
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +162,7 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
                             "version": table.version},
                 "versions": _versions(),
                 "stages": stages.seconds,
-                "peak_rss_bytes": _peak_rss(),
+                "peak_rss_bytes": monitor.peak_rss_bytes(),
                 "files": written.files,
             }
             report.counts.update(manifest["counts"])
@@ -208,7 +206,7 @@ def _manifest_of(run_dir: Path | None) -> dict[str, Any] | None:
     if run_dir is None:
         return None
     try:
-        return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        return publish.read_manifest(run_dir)
     except (OSError, ValueError):
         log.warning("could not read the previous manifest in %s: every list counts as added",
                     run_dir)
@@ -230,10 +228,6 @@ def _write_outputs(
 
 def _describe(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _versions() -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +65,7 @@ def write_range(
     reachable from every node); return their file metas, how many were hard-linked from the
     previous run, and the range's recommendations.parquet rows."""
     stage, previous_dir, previous_files, movies, lists, threads = shared
-    part = RankedNeighbors(**{f.name: getattr(lists, f.name)[start:stop] for f in fields(lists)})
+    part = write.take_lists(lists, slice(start, stop))
     written = write.FileLog(stage, previous_dir, previous_files)
     genres = write.SharedGenres()
     payloads = write.movie_payloads(movies, part, genres)

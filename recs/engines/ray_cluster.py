@@ -55,9 +55,14 @@ def check_reachable(address: str) -> str:
     except RecsError:
         raise
     except Exception as err:  # ConnectionError (no cluster for auto), OSError, gaierror
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"cannot reach the Ray cluster at {address!r}: {reason}") from None
+        raise InputError(f"cannot reach the Ray cluster at {address!r}: {_reason(err)}")\
+            from None
     return target
+
+
+def _reason(err: Exception) -> str:
+    """The first line of an error's message, or its type when it has none."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _cancel(refs: list) -> None:
@@ -87,9 +92,9 @@ class RayExecutor:
             try:
                 ray.init(address=address, **common)
             except Exception as err:
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise InputError(f"cannot connect to the Ray cluster at {address!r}: {reason}")\
-                    from None
+                raise InputError(
+                    f"cannot connect to the Ray cluster at {address!r}: {_reason(err)}"
+                ) from None
         self._connected_here = True
         log.info("ray: %s, %d CPUs on %d nodes", address, self.cpus(),
                  sum(1 for n in ray.nodes() if n.get("Alive")))

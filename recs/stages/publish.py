@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PARTIAL = ".partial-"
 DELETING = ".deleting-"
 OWN_FOLDERS = ("runs", "history")
+MANIFEST = "manifest.json"  # in each run folder
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -291,7 +292,7 @@ def _recorded_versions(out: Path, db: Path, name: str) -> list[int]:
         if run.name.startswith(".") or not run.is_dir():
             continue
         try:
-            lance = json.loads((run / "manifest.json").read_text(encoding="utf-8"))["lancedb"]
+            lance = read_manifest(run)["lancedb"]
             same = lance["table"] == name and Path(lance["db"]).resolve() == db.resolve()
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a manifest we wrote: it protects nothing
@@ -370,8 +371,9 @@ def check_free_space(
     """
     if previous is None:
         return None
-    free, _ = disk_space(out)
-    need = new_bytes_at_least(previous, inputs, settings, _block_size(out))
+    st = _statvfs(out)  # one call for both: the free bytes and the block to round up to
+    need = new_bytes_at_least(previous, inputs, settings, max(st.f_frsize, 1))
+    free = st.f_bavail * st.f_frsize
     if need > free:
         raise EnvironmentFaultError(fault_message(errno.ENOSPC, out, "--out", out, need=need))
     return need
@@ -404,14 +406,18 @@ def last_run_bytes(out: Path) -> tuple[int, int] | None:
     if current is None:
         return None
     try:
-        manifest = current / "manifest.json"
-        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        files = read_manifest(current)["files"]
         sizes = [*{meta["sha256"]: meta["bytes"] for meta in files.values()}.values(),
-                 manifest.stat().st_size]
+                 (current / MANIFEST).stat().st_size]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     block = _block_size(out)
     return sum(sizes), sum(-(-size // block) * block for size in sizes)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest of a published run (OSError or ValueError when it cannot be read)."""
+    return json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
 
 
 def _last_run_text(out: Path, flag: str) -> str:
@@ -419,9 +425,8 @@ def _last_run_text(out: Path, flag: str) -> str:
     if flag == "--db":
         current = latest_run(out)
         try:
-            files = json.loads((current / "manifest.json").read_text(encoding="utf-8"))["files"]
-            vectors = int(files["embeddings.parquet"]["bytes"])
-        except (OSError, ValueError, KeyError, TypeError):
+            vectors = int(read_manifest(current)["files"]["embeddings.parquet"]["bytes"])
+        except (OSError, ValueError, KeyError, TypeError):  # TypeError: no `latest` yet
             return "no previous run to compare with"
         return f"the last run's vectors took {human_bytes(vectors)} (as Parquet)"
     last = last_run_bytes(out)
@@ -433,11 +438,16 @@ def _last_run_text(out: Path, flag: str) -> str:
 def disk_space(folder: Path) -> tuple[int, int]:
     """(bytes free to this user, total bytes) of the file system holding `folder` (or its
     nearest existing parent)."""
+    st = _statvfs(folder)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def _statvfs(folder: Path) -> os.statvfs_result:
+    """statvfs of the file system holding `folder` (or its nearest existing parent)."""
     path = Path(folder).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    return os.statvfs(path)
 
 
 def fault_message(

@@ -115,7 +115,12 @@ def sort_lists(lists: RankedNeighbors) -> RankedNeighbors:
     no neighbour at all are dropped (they have no list)."""
     keep = (lists.neighbor_ids >= 0).any(axis=1)
     order = np.flatnonzero(keep)[np.argsort(lists.movie_ids[keep], kind="stable")]
-    return RankedNeighbors(**{f.name: getattr(lists, f.name)[order] for f in fields(lists)})
+    return take_lists(lists, order)
+
+
+def take_lists(lists: RankedNeighbors, rows: np.ndarray | slice) -> RankedNeighbors:
+    """The lists at `rows` (an index array or a slice), every field alike."""
+    return RankedNeighbors(**{f.name: getattr(lists, f.name)[rows] for f in fields(lists)})
 
 
 def common_genres(genres: list[str], other: list[str]) -> list[str]:
