@@ -110,7 +110,7 @@ def render(report: RunReport, last_success: float | None) -> str:
           [({}, success)] if success is not None else [])
     gauge("last_run_exit_code",
           "exit code of the last run: 0 ok, 1 unexpected, 2 bad input, 3 quality gate, "
-          "4 lock held, 5 environment (disk full, read-only)",
+          "4 lock held, 5 environment (disk full, read-only), 6 cluster lost work",
           [({}, report.exit_code if report.exit_code is not None else 1)])
     gauge("last_run_success", "1 when the last run published, else 0", [({}, 1 if ok else 0)])
     gauge("last_run_duration_seconds", "wall seconds of the last run",
