@@ -6,6 +6,8 @@ interpreter start and imports) and whatever counts it found.
 
     python bench/floors.py read-csv RATINGS_CSV
     python bench/floors.py matmul N_MOVIES [--dim 64] [--block 1024]
+    python bench/floors.py products FOLDER [--threads 2]
+    python bench/floors.py files MANIFEST_JSON OUT_FOLDER [--threads 2]
     python bench/floors.py tutorial FOLDER [--k 10] [--queries N]
 """
 
@@ -13,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SQL = Path(__file__).resolve().parent / "sql"
@@ -51,6 +56,84 @@ def matmul(n_movies: int, dim: int, block: int) -> dict:
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "movies": n_movies, "dim": dim, "block": block,
             "products": float(n_movies) * n_movies}
+
+
+def products(folder: Path, threads: int) -> dict:
+    """The job's two sparse floors on FOLDER's ratings, on `threads` threads.
+
+    svd_seconds: the sparse products of the SVD alone: the matrix, weighted as the job weighs
+    it, times blocks of dim + oversample columns, as many passes as `embed.randomized_svd`
+    makes (2 x power_iters + 2), in the job's row blocks; no orthonormalisation, no eigh.
+    co_watch_seconds: the co-watchers of every (movie, pool candidate) pair by the cheapest
+    exact count found, `rerank.CoWatch` lookups without close watchers or scoring (a sparse
+    product per block of queries, and bitsets for heavy raters, were 2-4x slower). Reading the
+    data and the SVD and top-k that make the pools are not timed."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from recs.core.settings import Settings
+    from recs.stages import recipe, rerank
+    from recs.stages.embed import BlockedProducts, embed, svd_input
+    from recs.stages.ingest import load_dataset
+
+    settings = Settings(threads=threads, close_weight=0.0)  # CoWatch without places
+    ratings = load_dataset(folder, threads).ratings
+    with threadpool_limits(threads, user_api="blas"):
+        x = svd_input(ratings.matrix, settings.svd_binary, settings.svd_user_power,
+                      settings.svd_movie_power)
+        ops = BlockedProducts(x, threads)
+        width = settings.dim + settings.svd_oversample
+        rng = np.random.default_rng(0)
+        left = ops.split(rng.standard_normal((x.shape[0], width), dtype=np.float32))
+        right = rng.standard_normal((x.shape[1], width), dtype=np.float32)
+        started = time.perf_counter()
+        for _ in range(settings.svd_power_iters + 1):
+            ops.tdot(left)
+            ops.dot(right)
+        svd_seconds = time.perf_counter() - started
+        del x, ops, left, right
+        prep = recipe.prepare(ratings, embed(ratings, settings), settings)
+        pools = recipe.candidates(prep, settings)
+    rows = rerank.columns_of(ratings.movie_ids, pools.movie_ids)
+    cands = rerank.columns_of(ratings.movie_ids, pools.neighbor_ids)
+    cands[pools.neighbor_ids < 0] = -1
+    started = time.perf_counter()
+    prep.counts.watch.counts(rows, cands, 0, threads)
+    co_seconds = time.perf_counter() - started
+    return {"seconds": svd_seconds + co_seconds, "svd_seconds": svd_seconds,
+            "co_watch_seconds": co_seconds, "pairs": int((cands >= 0).sum()),
+            "ratings": int(ratings.matrix.nnz)}
+
+
+def files(manifest: Path, out: Path, threads: int) -> dict:
+    """The file-system floor of the write stage: as many files as the run's manifest lists
+    (its `files` map), of the same sizes, in the same folders under a new folder in `out` (on
+    the same file system as the job's output), written on `threads` threads, 512 files a
+    task: open, write, close. No JSON, no hashing, no hard links (an alias is written as a
+    file). Making the folders and the bytes, and removing them after, is not timed."""
+    sizes = json.loads(manifest.read_text())["files"]
+    out = Path(tempfile.mkdtemp(prefix="files-floor-", dir=out))
+    for folder in {Path(rel).parent for rel in sizes}:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    items = [(f"{out}/{rel}", bytes(meta["bytes"])) for rel, meta in sizes.items()]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+
+    def write(chunk: list[tuple[str, bytes]]) -> None:
+        for path, data in chunk:
+            fd = os.open(path, flags, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+
+    chunks = [items[i : i + 512] for i in range(0, len(items), 512)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(write, chunks))
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out)
+    return {"seconds": seconds, "files": len(items),
+            "bytes": sum(len(data) for _, data in items), "threads": threads}
 
 
 def tutorial(folder: Path, k: int, queries: int | None) -> dict:
@@ -114,6 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("n_movies", type=int)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--block", type=int, default=1024)
+    p = sub.add_parser("products")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("files")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--threads", type=int, default=2)
     p = sub.add_parser("tutorial")
     p.add_argument("folder", type=Path)
     p.add_argument("--k", type=int, default=10)
@@ -123,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
         result = read_csv(args.ratings_csv)
     elif args.floor == "matmul":
         result = matmul(args.n_movies, args.dim, args.block)
+    elif args.floor == "products":
+        result = products(args.folder, args.threads)
+    elif args.floor == "files":
+        result = files(args.manifest, args.out, args.threads)
     else:
         result = tutorial(args.folder, args.k, args.queries)
     json.dump(result, sys.stdout)

@@ -11,7 +11,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -22,15 +22,16 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from recs.core.errors import QualityGateError, RecsError
+from recs.core.location import Bucket, BucketURI, Location, is_s3, parse_location
 from recs.core.settings import Settings
 from recs.core.types import Embeddings, RankedNeighbors
-from recs.engines import open_executor
+from recs.engines import open_bucket, open_executor
 from recs.jobs import shards
 from recs.quality import metrics
-from recs.stages import history, monitor, publish, recipe, store, write
+from recs.stages import history, lease, monitor, publish, recipe, store, upload, write
 from recs.stages.embed import embed
 from recs.stages.ingest import load_dataset
-from recs.stages.source import dataset_files, resolve_data, sha256_file
+from recs.stages.source import dataset_files, from_bucket, resolve_data, sha256_file
 from recs.stages.validate import check_size
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ class Stages:
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
-    run_dir: Path
+    run_dir: Path  # the local run folder (under the mirror of OUT when OUT is a bucket)
     manifest: dict[str, Any]
+    published_to: str  # OUT/latest, as a path or an s3:// URI
+    upload: dict[str, Any] | None = None  # objects put, unchanged and deleted (a bucket OUT)
 
 
 def run(settings: Settings, progress: Progress | None = None) -> RunResult:
@@ -95,18 +98,26 @@ def exit_code(err: BaseException) -> int:
 def _run(settings: Settings, report: monitor.RunReport, progress: Progress | None) -> RunResult:
     started_at, t0 = report.started, time.perf_counter()
     run_id = publish.new_run_id(started_at)
-    out, stages = settings.out, Stages(report.stages)
-    db = settings.resolved_db()
-    # the cluster first: an address that cannot be reached fails before anything is touched
+    stages = Stages(report.stages)
+    # a URI the job cannot handle is refused here, before anything is touched
+    out_at, db = settings.out_location(), settings.db_location()
+    data_at = parse_location(settings.data, "--data") if is_s3(settings.data) else None
+    remote = open_buckets([out_at, db, data_at], settings.s3_retry_seconds)
+    out_bucket = remote.get(out_at) if isinstance(out_at, BucketURI) else None
+    out = mirror_folder(settings.cache, out_at) if out_bucket else out_at
+    # the cluster next: an address that cannot be reached fails before anything is touched
     with open_executor(settings.ray, cpus=settings.threads) as executor, \
-            publish.run_lock(out), threadpool_limits(settings.threads, user_api="blas"):
+            out_lease(out_bucket, run_id) as lease_held, publish.run_lock(out), \
+            threadpool_limits(settings.threads, user_api="blas"):
         with publish.environment_faults(out, "--out", out):  # we hold the lock: all are dead
             for path in publish.remove_leftovers(out):
                 log.info("removed %s, left behind by a run that died", path)
         previous_dir = publish.latest_run(out)
         previous = _manifest_of(previous_dir)
+        # what the bucket serves is what changes.json compares against
+        served = upload.remote_manifest(out_bucket, out_at) if out_bucket else previous
         with stages("fetch"):
-            folder = resolve_data(settings.data, settings.cache)
+            folder = data_folder(settings, remote.get(data_at) if data_at else None)
             files = dataset_files(folder)
         with ThreadPoolExecutor(1) as pool:  # hash the inputs while DuckDB reads them
             hashes = pool.submit(lambda: {n: _describe(p) for n, p in files.items()})
@@ -137,16 +148,20 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
         with publish.staging(out, run_id) as stage:  # removed again if anything below fails
             with stages("write"):
                 written = write.FileLog(stage, previous_dir, previous and previous["files"])
+                done, sent = frozenset(), set()  # files the cluster's workers uploaded
                 if executor.name == "local":
                     _write_outputs(written, movies, emb, lists, settings.write_threads)
-                else:  # the movie JSON written range by range on the cluster
-                    shards.write_outputs(executor, written, movies, emb, lists,
-                                         settings.write_threads)
-                changes = write.write_changes(written, run_id, previous)
+                else:  # the movie JSON written (or uploaded) range by range on the cluster
+                    target = bucket_target(out_bucket, out_at, settings, served, movies,
+                                           lists, run_id)
+                    done = target.keys if target else frozenset()
+                    sent = shards.write_outputs(executor, written, movies, emb, lists,
+                                                settings.write_threads, target)
+                changes = write.write_changes(written, run_id, served)
                 if settings.precompress:
                     write.precompress(written)
-            with (stages("lancedb"), publish.environment_faults(db, "--db", out),
-                  publish.db_lock(db)):
+            with (stages("lancedb"), db_faults(db, out),
+                  lease.db_lock(db, remote.get(db), run_id)):
                 table = store.write_table(db, settings.table, store.content_table(emb, movies))
             manifest = {
                 "run_id": run_id,
@@ -168,15 +183,87 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
             report.counts.update(manifest["counts"])
             write.FileLog(stage).write("manifest.json", write.dumps(manifest))
             run_dir = publish.publish(out, stage, run_id)
+        report_up = None
+        if out_bucket:
+            with stages("upload"):
+                report_up = upload.publish_to_bucket(
+                    out_bucket, out_at, run_dir, manifest, settings.cache_control,
+                    lease_held.check, done, len(sent))
         with publish.housekeeping(out, "--out", out, run_id):
             history.add_to_history(out, run_dir, started_at.date())
             history.prune_history(out, started_at.date(), settings.history_days)
             publish.prune(out, settings.keep)
+            if out_bucket:
+                upload.add_history(out_bucket, out_at, run_id, started_at.date())
+                upload.prune_bucket(out_bucket, out_at, run_id, settings.keep,
+                                    started_at.date(), settings.history_days)
         with publish.housekeeping(db, "--db", out, run_id), \
-                publish.db_lock(db, wait=0) as held:
+                lease.db_lock(db, remote.get(db), run_id, wait=0) as held:
             if held:  # housekeeping: another run's turn, so the next run prunes instead
                 publish.prune_table_versions(out, db, table)
-    return RunResult(run_id, run_dir, manifest)
+    where = f"{out_at}/latest" if out_bucket else str(out / "latest")
+    return RunResult(run_id, run_dir, manifest, where,
+                     report_up.as_dict() if report_up else None)
+
+
+def data_folder(settings: Settings, bucket: Bucket | None = None) -> Path:
+    """The local MovieLens folder for --data: an s3:// prefix copied into the verified cache
+    (through `bucket`, opened here when not given), anything else by resolve_data."""
+    if not is_s3(settings.data):
+        return resolve_data(settings.data, settings.cache)
+    uri = parse_location(settings.data, "--data")
+    assert isinstance(uri, BucketURI)
+    return from_bucket(bucket or open_buckets([uri], settings.s3_retry_seconds)[uri],
+                       settings.cache)
+
+
+def open_buckets(places: list[Location | None], retry_seconds: float) -> dict[BucketURI, Bucket]:
+    """A checked client per bucket URI among `places` (the object-store engine is imported
+    only when one is given): a missing bucket, wrong credentials or an endpoint that cannot
+    be reached fail here, with one line, before any work."""
+    found = {}
+    for place in places:
+        if isinstance(place, BucketURI) and place not in found:
+            found[place] = open_bucket(place, retry_seconds)
+            found[place].check()
+    return found
+
+
+def bucket_target(
+    bucket: Bucket | None, out: Location, settings: Settings, served: dict[str, Any] | None,
+    movies: pa.Table, lists: RankedNeighbors, run_id: str,
+) -> shards.BucketTarget | None:
+    """With a bucket OUT, the cluster's workers upload the movie files and IMDb aliases
+    themselves: .pending.json names them first (upload.begin_upload)."""
+    if bucket is None or not isinstance(out, BucketURI):
+        return None
+    aliases = write.imdb_aliases(movies, lists.movie_ids)
+    keys = set(aliases) | {write.movie_file(m) for m in lists.movie_ids}
+    resend = upload.begin_upload(bucket, out, run_id, keys)
+    return shards.BucketTarget(out, settings.s3_retry_seconds, settings.cache_control,
+                               served["files"] if served else {}, resend, aliases,
+                               frozenset(keys))
+
+
+def mirror_folder(cache: Path, out: BucketURI) -> Path:
+    """The local OUT a bucket OUT is built in: runs are staged and published here first."""
+    return Path(cache).expanduser() / "buckets" / out.bucket / (out.prefix or "_")
+
+
+@contextmanager
+def out_lease(bucket: Bucket | None, run_id: str) -> Iterator[lease.Lease | None]:
+    """OUT/.lock as a lease object when OUT is a bucket (the local mirror has its flock)."""
+    if bucket is None:
+        yield None
+        return
+    with lease.lease(bucket, bucket.uri.key(".lock"), run_id, str(bucket.uri)) as held:
+        yield held
+
+
+def db_faults(db: Location, out: Path):
+    """A full or read-only local database folder as one line (a bucket's faults are
+    already one line, from the engine)."""
+    return publish.environment_faults(db, "--db", out) if isinstance(db, Path) else nullcontext()
 
 
 def _input_counts(ratings, movies, emb, lists) -> dict[str, int]:

@@ -29,9 +29,8 @@ from recs.quality.evaluate import evaluate as run_evaluation
 from recs.quality.evaluate import evaluate_lists, to_markdown
 from recs.stages import store
 from recs.stages.ingest import validate_folder
-from recs.stages.source import resolve_data
 from recs.tools.serve import serve as serve_folder
-from recs.tools.synth import FORMATS, write_synthetic
+from recs.tools.synth import FORMATS, ORDERS, TIMES, write_synthetic
 
 log = logging.getLogger("recs")
 
@@ -151,7 +150,7 @@ def run(**options: Any) -> None:
     settings = make_settings(**options)
     with _progress("ranking movies") as progress, _sigterm_unwinds():
         result = nightly.run(settings, progress=progress)
-    click.echo(summary(result.manifest, settings.out / "latest"), err=True)
+    click.echo(summary(result.manifest, result.published_to, result.upload), err=True)
 
 
 class _sigterm_unwinds:
@@ -172,7 +171,7 @@ class _sigterm_unwinds:
             signal.signal(signal.SIGTERM, self.before or signal.SIG_DFL)
 
 
-def summary(m: dict[str, Any], latest: Path) -> str:
+def summary(m: dict[str, Any], latest: str, upload: dict[str, Any] | None = None) -> str:
     """The end-of-run report: what was published, what changed, how good, how long."""
     c = m["counts"]
     lines = [
@@ -186,6 +185,10 @@ def summary(m: dict[str, Any], latest: Path) -> str:
         q = m["quality"]
         lines.append(f"  quality: next-watch HR@10 {q['hr']:.4f} on {q['holdout_pairs']} users' "
                      f"last pairs (in-sample), coverage@10 {q['coverage']:.3f}")
+    if upload:
+        lines.append(f"  uploaded: {upload['objects_put']} objects put, "
+                     f"{upload['objects_unchanged']} unchanged, {upload['objects_deleted']} "
+                     f"deleted in {upload['seconds']:.1f} s")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in m["stages"].items())
     lines.append(f"  seconds: {stages}")
     return "\n".join(lines)
@@ -197,7 +200,7 @@ def summary(m: dict[str, Any], latest: Path) -> str:
 @click.option("-k", "k", type=int, default=10, show_default=True, help="How many neighbours.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @domain_errors
-def similar(query: str, db: Path | None, table: str | None, k: int, as_json: bool) -> None:
+def similar(query: str, db: str | None, table: str | None, k: int, as_json: bool) -> None:
     """Movies similar to QUERY (a movie id or a title), answered by LanceDB.
 
     A title matches exactly first, then as a case-insensitive substring; when several
@@ -209,7 +212,7 @@ def similar(query: str, db: Path | None, table: str | None, k: int, as_json: boo
         recs similar 1 -k 5 --json
     """
     settings = make_settings(db=db, table=table)
-    tbl = store.open_table(settings.resolved_db(), settings.table)
+    tbl = store.open_table(settings.db_location(), settings.table)
     matches = store.find_movies(tbl, query)
     if not matches:
         raise click.ClickException(f"no movie matches {query!r}: try part of its title or its id")
@@ -253,7 +256,11 @@ def serve(folder: Path | None, host: str, port: int, allow_remote: bool) -> None
         recs serve output/runs/20261127T020000123456Z --port 8080
     """
     if folder is None:
-        folder = make_settings().out / "latest"
+        out = make_settings().out_location()
+        if not isinstance(out, Path):
+            raise click.BadParameter(f"{out} is a bucket: serve a local folder, or point a "
+                                     "browser at the bucket's CDN", param_hint="FOLDER")
+        folder = out / "latest"
     serve_folder(folder, host, port, allow_remote=allow_remote)
 
 
@@ -272,7 +279,7 @@ def validate(data: str | None, cache: Path | None, threads: int | None, as_json:
         recs validate --data ../shared/data/ml-latest-small
     """
     settings = make_settings(data=data, cache=cache, threads=threads)
-    report = validate_folder(resolve_data(settings.data, settings.cache), settings.threads)
+    report = validate_folder(nightly.data_folder(settings), settings.threads)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -312,7 +319,7 @@ def evaluate(data, cache, dim, threads, fmt, seed, k, pairs, dataset_name, lists
         recs evaluate --data ../shared/data/ml-latest-small --lists other_lists.parquet
     """
     settings = make_settings(data=data, cache=cache, dim=dim, threads=threads)
-    folder = resolve_data(settings.data, settings.cache)
+    folder = nightly.data_folder(settings)
     if lists_file is not None:
         result = evaluate_lists(folder, lists_file, k, seed, pairs, settings.threads)
     else:
@@ -331,20 +338,32 @@ def evaluate(data, cache, dim, threads, fmt, seed, k, pairs, dataset_name, lists
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv",
               show_default=True, help="parquet: ratings.parquet, movies.parquet, links.parquet")
+@click.option("--order", type=click.Choice(ORDERS), default="user", show_default=True,
+              help="rows by user then movie (as MovieLens), by user then time, or shuffled")
+@click.option("--times", type=click.Choice(TIMES), default="phases", show_default=True,
+              help="rating times: each user's window in taste phases, or uniform per rating")
+@click.option("--clusters/--no-clusters", default=True, show_default=True,
+              help="taste clusters; without, movies are picked by popularity alone")
 @domain_errors
-def synth(out: Path, users: int, movies: int, ratings: int, seed: int, fmt: str) -> None:
+def synth(
+    out: Path, users: int, movies: int, ratings: int, seed: int, fmt: str, order: str,
+    times: str, clusters: bool,
+) -> None:
     """Write a synthetic MovieLens-format folder (ratings.csv, movies.csv, links.csv) to OUT.
 
     Deterministic for a seed: Zipf-like movie popularity, heavy-tailed user activity, half-star
     ratings, spread timestamps, sparse movie ids, and taste clusters for SVD to find.
     --format parquet writes the same tables as Parquet files, which `recs run --data` reads too.
+    --order random --times random --no-clusters writes the same sizes in the shape of an
+    unsorted warehouse export, with no locality for the job to lean on.
 
     \b
     Example:
         recs synth --users 162000 --movies 62000 --ratings 25000000 /tmp/ml-25m-synth
     """
     try:
-        info = write_synthetic(out, users, movies, ratings, seed, fmt)
+        info = write_synthetic(out, users, movies, ratings, seed, fmt, order=order, times=times,
+                               clusters=clusters)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     click.echo(f"wrote {info['ratings']} ratings, {info['users']} users, "

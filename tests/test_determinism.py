@@ -35,7 +35,7 @@ def test_same_input_same_bytes(small_run, tmp_path, variant):
     settings, baseline = small_run
     assert (settings.threads, settings.engine) == (2, "exact")
     other = nightly.run(settings.model_copy(update={
-        **variant, "out": tmp_path / "out", "db": tmp_path / "db",
+        **variant, "out": str(tmp_path / "out"), "db": str(tmp_path / "db"),
     }))
     expected, got = file_hashes(baseline.run_dir), file_hashes(other.run_dir)
     assert len(expected) > 9000

@@ -3,8 +3,12 @@ imports Ray unless `--ray` is given (the cluster tests themselves are in test_ra
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +65,51 @@ def test_nothing_imports_ray_without_the_flag() -> None:
             "from recs.engines import open_executor\nopen_executor(None).close()\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# A stand-in driver: starts the watchdog as the Ray engine does, has one child from before
+# it (not the cluster's) and one after it in a session of its own (like Ray's agents, which
+# outlive their parents), says their pids, then waits to be killed.
+DRIVER = r"""
+import os, subprocess, sys, time
+before = subprocess.Popen(["sleep", "300"], start_new_session=True)
+dog = subprocess.Popen([sys.executable, "-m", "recs.engines.watchdog", str(os.getpid())],
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
+dog.stdout.readline()
+after = subprocess.Popen(["sleep", "300"], start_new_session=True)
+print(before.pid, after.pid, dog.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _running(pid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_watchdog_ends_what_a_killed_driver_started_after_it() -> None:
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True)
+    before, after, dog = map(int, driver.stdout.readline().split())
+    try:
+        time.sleep(0.5)  # a few of the watchdog's looks at the driver's children
+        assert _running(after) and _running(dog)
+        driver.kill()
+        driver.wait()
+        assert _gone_within(after, 20), "the driver's orphan outlived it"
+        assert _gone_within(dog, 20), "the watchdog did not exit"
+        assert _running(before)  # there before the watchdog: not the cluster's, left alone
+    finally:
+        for pid in (before, after):
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

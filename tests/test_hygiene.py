@@ -40,7 +40,8 @@ ALLOWED = [
     r"manifest\.json",
     r"index\.html",
     r"(recommendations|movies|embeddings)\.parquet",
-    r"json/v1/(index|changes)\.json",
+    r"json/v1/(index|changes|search)\.json",
+    r"json/v1/search/[a-z0-9A-F_]+(\.[1-9][0-9]*)?\.json",  # a key, percent-encoded, % as _
     r"json/v1/schema/[a-z]+\.schema\.json",
     r"json/v1/movies/[0-9]+\.json",
     r"json/v1/imdb/tt[0-9]{7,}\.json",

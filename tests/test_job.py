@@ -123,7 +123,7 @@ def test_lancedb_table_answers_through_content(small_run):
     from recs.stages import store
 
     settings, _ = small_run
-    table = store.open_table(settings.resolved_db(), settings.table)
+    table = store.open_table(settings.db_location(), settings.table)
     assert table.count_rows() == 9724
     hits = store.similar(table, 1, 10)
     assert len(hits) == 10

@@ -131,7 +131,8 @@ def test_close_watchers_on_hand_made_histories(make_dataset, tmp_path):
         for item in payload["similar"]:
             pair = (min(movie, item["movie_id"]), max(movie, item["movie_id"]))
             assert item["close_watchers"] == expected[pair], (movie, item)
-    assert check_json_files(result.run_dir) == 7 + 7 + 5  # movies/, imdb/, index, changes, schemas
+    # movies/, imdb/, index, changes, search.json (seven titles: one shard), four schemas
+    assert check_json_files(result.run_dir) == 7 + 7 + 7
 
 
 def test_movies_and_embeddings_parquet(small_run):
@@ -154,8 +155,9 @@ def test_a_sample_of_the_json_files_matches_the_schemas(small_run):
     _, result = small_run
     root = result.run_dir / "json" / "v1"
     assert len(list((root / "movies").glob("*.json"))) == 9724
-    # the sample and its IMDb aliases, index.json, changes.json, the three published schemas
-    assert check_json_files(result.run_dir, JSON_SAMPLE, JSON_SEED) >= JSON_SAMPLE + 5
+    # the sample and its IMDb aliases, index.json, changes.json, every search shard (the
+    # root and at least one per first letter), the four published schemas
+    assert check_json_files(result.run_dir, JSON_SAMPLE, JSON_SEED) >= JSON_SAMPLE + 2 + 27 + 4
     toy = (root / "movies" / "1.json").read_bytes()
     assert (root / "imdb" / "tt0114709.json").read_bytes() == toy
 
@@ -182,7 +184,7 @@ def test_unchanged_input_keeps_every_file_byte_identical(make_dataset, tmp_path)
     assert changes["unchanged"] == 10
     assert changes_of(first)["added"] == [10, 11, 12, 13, 14, 20, 21, 22, 23, 24]
     for run in (first, second):
-        assert check_json_files(run.run_dir) == 10 + 10 + 5
+        assert check_json_files(run.run_dir) == 10 + 10 + 7
 
 
 def test_changes_name_exactly_what_moved(make_dataset, tmp_path):
@@ -202,7 +204,7 @@ def test_changes_name_exactly_what_moved(make_dataset, tmp_path):
     for movie in set(range(20, 24)) - set(changes["changed"]):
         rel = f"json/v1/movies/{movie}.json"
         assert first.manifest["files"][rel] == second.manifest["files"][rel]
-    assert check_json_files(second.run_dir) == 10 + 10 + 5  # changes.json with every kind
+    assert check_json_files(second.run_dir) == 10 + 10 + 7  # changes.json with every kind
 
 
 def test_history_is_hive_partitioned_and_pruned(make_dataset, tmp_path):

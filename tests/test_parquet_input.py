@@ -403,7 +403,7 @@ def test_parquet_copy_of_ml_latest_small_publishes_the_csv_runs_bytes(
     settings, csv = small_run
     data = parquet_copy(ml_small, tmp_path / "pq")
     parquet = nightly.run(settings.model_copy(update={
-        "data": str(data), "out": tmp_path / "out", "db": tmp_path / "db",
+        "data": str(data), "out": str(tmp_path / "out"), "db": str(tmp_path / "db"),
     }))
     assert parquet.manifest["source"]["files"].keys() == {
         "ratings.parquet", "movies.parquet", "links.parquet",

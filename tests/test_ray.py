@@ -1,5 +1,6 @@
-"""`recs run --ray`: the same bytes as the serial run on a two-node Ray cluster, through a
-killed worker and a lost node; an unreachable address fails at once with exit 2.
+"""`recs run --ray`: the same bytes and the same LanceDB rows as the serial run on a two-node
+Ray cluster, through a killed worker and a lost node; an unreachable address fails at once
+with exit 2; a SIGKILLed `--ray local` driver leaves no process of its throwaway cluster behind.
 
 The cluster (`ray.cluster_utils.Cluster`, two nodes of 1 CPU, no dashboard, a small object
 store, RAY_TMPDIR and a token file of its own under the session's tmp dir) runs in a helper
@@ -18,13 +19,17 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import lancedb
 import pytest
 from jobtools import TIMEOUT_S, Job, content_hashes, verify_run
 
 from recs.core.settings import Settings
 from recs.jobs import nightly
+from recs.stages import store
 from recs.tools.synth import write_synthetic
 
 pytest.importorskip("ray", reason="the `ray` extra is not installed: pip install '.[ray]'")
@@ -52,19 +57,24 @@ cluster.shutdown()
 """
 
 
+def ray_env(root: Path) -> dict[str, str]:
+    """Ray's files under `root/t` and a token of its own: nothing in ~/.ray or /tmp/ray."""
+    tmp = root / "t"  # Unix socket paths under it must stay below ~107 bytes
+    tmp.mkdir()
+    token = root / "token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    return {"RAY_TMPDIR": str(tmp), "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
+            # keep 127.0.0.1 as is: Ray otherwise swaps it for the host's own address
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 class RayCluster:
     """The helper process holding the cluster: `address`, and `remove`/`add` its worker."""
 
     def __init__(self, root: Path) -> None:
-        tmp = root / "t"  # Unix socket paths under it must stay below ~107 bytes
-        tmp.mkdir()
-        token = root / "token"
-        token.write_text(secrets.token_hex(32))
-        token.chmod(0o600)
-        self.env = {"RAY_TMPDIR": str(tmp), "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
-                    # keep 127.0.0.1 as is: Ray otherwise swaps it for the host's own address
-                    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        self.env = ray_env(root)
         for name in ("RAY_ADDRESS",):
             os.environ.pop(name, None)
         self.proc = subprocess.Popen(
@@ -129,16 +139,47 @@ def run_args(data: Path, root: Path, *extra: str) -> list[str]:
             "--cache", str(root / "cache"), *extra]
 
 
-def serial(data: Path, root: Path, **settings) -> dict:
+@dataclass(frozen=True)
+class Published:
+    """What a run published: sha256 per file (bar the two that name the run), and its LanceDB
+    table read back through the `Content` model, one row per movie in movie_id order."""
+
+    files: dict[str, str]
+    rows: list[dict[str, Any]]
+
+
+def table_rows(db: str, name: str, dim: int) -> list[dict[str, Any]]:
+    """Every row of table `name` read as a `Content` model, then as its fields (ids, the
+    float32 vectors as floats, metadata): two runs' models are of two classes, never equal."""
+    table = lancedb.connect(db).open_table(name)
+    rows = table.search().limit(table.count_rows()).to_pydantic(store.content_model(dim))
+    return sorted((row.model_dump() for row in rows), key=lambda row: row["movie_id"])
+
+
+def published(run_dir: Path) -> Published:
+    """The files of `run_dir` (checked against its manifest) and the table it names."""
+    manifest = verify_run(run_dir)
+    lance = manifest["lancedb"]
+    return Published(content_hashes(manifest),
+                     table_rows(lance["db"], lance["table"], manifest["settings"]["dim"]))
+
+
+def assert_same(got: Published, want: Published) -> None:
+    assert got.files == want.files
+    assert len(got.rows) == len(want.rows) > 0
+    assert got.rows == want.rows  # same movies, metadata and float32 vector bits
+
+
+def serial(data: Path, root: Path, **settings) -> Published:
     result = nightly.run(Settings(data=str(data), out=root / "out", db=root / "db",
                                   cache=root / "cache", **settings))
-    return content_hashes(verify_run(result.run_dir))
+    return published(result.run_dir)
 
 
-def finished(job: Job, root: Path) -> dict:
+def finished(job: Job, root: Path) -> Published:
     code = job.finish()
     assert code == 0, job.text()
-    return content_hashes(verify_run(root / "out" / "latest"))
+    return published(root / "out" / "latest")
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +191,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def synth_serial(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def synth_serial(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
     return serial(synth, tmp_path_factory.mktemp("synth_serial"), dim=16)
 
 
@@ -159,13 +200,12 @@ def test_tiny_dataset_same_bytes(ray_cluster, make_dataset, tmp_path: Path) -> N
     want = serial(data, tmp_path / "serial", dim=2, top_k=3)
     job = cluster_job(ray_cluster, run_args(data, tmp_path / "ray", "--dim", "2",
                                             "--top-k", "3"))
-    assert finished(job, tmp_path / "ray") == want
+    assert_same(finished(job, tmp_path / "ray"), want)
 
 
 def test_ml_latest_small_same_bytes(ray_cluster, small_run, ml_small, tmp_path: Path) -> None:
     job = cluster_job(ray_cluster, run_args(ml_small, tmp_path))
-    got = finished(job, tmp_path)
-    assert got == content_hashes(small_run[1].manifest)
+    assert_same(finished(job, tmp_path), published(small_run[1].run_dir))
     assert "2 CPUs on 2 nodes" in job.text() and "shards 8/8 ranked" in job.text()
     assert "shards 8/8 written" in job.text()  # the movie JSON was written by the tasks
 
@@ -206,7 +246,8 @@ def test_worker_killed_mid_task_is_retried(ray_cluster, synth, synth_serial,
                + _patch_ranges("", "write_range", after=_kill_once(wrote)))
     ray_cluster.ensure_two_nodes()
     job = cluster_job(ray_cluster, run_args(synth, tmp_path, "--dim", "16"), prelude)
-    assert finished(job, tmp_path) == synth_serial  # also: serial vs cluster on synthetic data
+    # also: serial vs cluster on synthetic data
+    assert_same(finished(job, tmp_path), synth_serial)
     assert ranked.exists() and wrote.exists()  # a worker did die in each
     shards = int(re.search(r"in (\d+) shards", job.text()).group(1))
     assert 2 <= shards <= 8  # 1500 movies: as many 256-movie ranges as fit, at most 4 per CPU
@@ -222,13 +263,72 @@ def test_node_removed_mid_run(ray_cluster, synth, synth_serial, tmp_path: Path) 
     code = job.finish()
     print(f"node removed mid-run: exit {code}")  # either outcome is allowed; -s shows which
     if code == 0:
-        assert content_hashes(verify_run(tmp_path / "out" / "latest")) == synth_serial
+        assert_same(published(tmp_path / "out" / "latest"), synth_serial)
     else:
         assert code == 6, job.text()
         last = job.text().strip().splitlines()[-1]
         assert last.startswith("Error: the Ray cluster at") and "lost" in last, last
         assert not (tmp_path / "out" / "latest").exists()
+        assert not (tmp_path / "db").exists() or not lancedb.connect(
+            str(tmp_path / "db")).list_tables().tables
     ray_cluster.ensure_two_nodes()
+
+
+LEFTOVER_DEADLINE_S = 30.0  # unwatched, Ray's own agents outlived a killed driver by 60-90 s
+
+
+def processes_with(marker: str) -> list[str]:
+    """'PID COMMAND' of every live process (zombies aside) whose environment holds `marker`:
+    with a RAY_TMPDIR of the test's own, exactly what one job started, and the job."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")[:80]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if marker.encode() in environ and stat[stat.rindex(")") + 2] != "Z":
+            found.append(f"{entry.name} {command.decode(errors='replace').strip()}")
+    return found
+
+
+def left_after(marker: str, deadline_s: float) -> list[str]:
+    """The processes still carrying `marker` once they are all gone or `deadline_s` passed."""
+    deadline = time.monotonic() + deadline_s
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_killed_driver_leaves_no_local_cluster(synth, synth_serial, monkeypatch,
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`--ray local`, driver SIGKILLed while writing: no process it started (GCS, raylet,
+    agents, workers, watchdog) outlives it, the next run cleans up and publishes the serial
+    bytes, and after that run's exit nothing it started is left either."""
+    root = tmp_path_factory.mktemp("rl")  # short: Ray's socket paths go under it
+    for name, value in ray_env(root).items():
+        monkeypatch.setenv(name, value)
+    marker = f"RAY_TMPDIR={root / 't'}"
+    args = run_args(synth, root, "--dim", "16", "--ray", "local")
+    slow_writes = _patch_ranges("    time.sleep(1)\n", "write_range")  # killed mid-write
+    job = Job(args, slow_writes)
+    job.wait_for(" written")
+    running = processes_with(marker)
+    assert any("raylet" in p for p in running) and any("gcs_server" in p for p in running)
+    assert job.kill() == -signal.SIGKILL
+    assert list((root / "out" / "runs").glob(".partial-*"))  # it died holding a staged run
+    left = left_after(marker, LEFTOVER_DEADLINE_S)
+    assert not left, f"{len(left)} of the {len(running)} processes outlived the driver: {left}"
+
+    again = Job(args)
+    assert_same(finished(again, root), synth_serial)
+    assert "left behind by a run that died" in again.text()
+    assert not list((root / "out" / "runs").glob(".partial-*"))
+    assert not processes_with(marker), "a normal --ray local run left processes behind"
 
 
 def test_unreachable_address_fails_at_once(tmp_path: Path) -> None:

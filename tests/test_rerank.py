@@ -98,17 +98,6 @@ def test_missing_candidates_stay_empty():
     assert np.all(np.isneginf(got.scores[0, 1:]))
 
 
-def test_locality_order_is_a_permutation_that_groups_neighbours():
-    rng = np.random.default_rng(0)
-    centers = normalize_rows(rng.normal(size=(8, 4)))
-    labels = rng.permutation(np.repeat(np.arange(8), 40))
-    vectors = normalize_rows(centers[labels] + 0.01 * rng.normal(size=(320, 4)))
-    order = rerank.locality_order(vectors, 40)
-    assert np.array_equal(np.sort(order), np.arange(320))
-    # every leaf of 40 holds few clusters (by id order it would hold about 8)
-    assert max(len(set(labels[order[s : s + 40]])) for s in range(0, 320, 40)) <= 3
-
-
 def test_the_order_hint_and_threads_do_not_change_the_lists():
     rng = np.random.default_rng(4)
     n_users, n_movies = 60, 700
@@ -128,18 +117,28 @@ def test_the_order_hint_and_threads_do_not_change_the_lists():
         assert np.array_equal(getattr(plain, field), getattr(hinted, field)), field
 
 
-def test_bitsets_for_heavy_raters_count_the_same():
+@pytest.mark.parametrize("lookups", [1 << 22, 7])  # one chunk of pairs, or many
+def test_co_watch_counts_every_pair_as_the_sparse_product_does(lookups, monkeypatch):
+    monkeypatch.setattr(rerank, "_LOOKUPS", lookups)
     rng = np.random.default_rng(7)
-    n_users, n_movies = 150, 90
+    n_users, n_movies = 150, 90  # more movies than one group of marked hubs
     dense = rng.random((n_users, n_movies)) < rng.random((n_users, 1)) * 0.6  # some heavy
+    dense[:, 5] = dense[:, 6]  # two movies with the same raters: equal support
     users, cols = np.nonzero(dense)
     r = ratings_of(list(zip(users, cols, strict=True)), n_users, list(range(n_movies)))
     rows = np.arange(n_movies)
     cands = rng.integers(-1, n_movies, (n_movies, 12))
+    cands[5, 0], cands[6, 0] = 6, 5  # one pair asked in both orders
+    cands[7, 1] = 7  # a movie with itself: all its raters
     want = rerank.co_counts(rerank.watched_by(r), rows, cands)
-    for heavy in (1, 20, 40, 10_000):  # every rater, some, none
-        got = rerank.CoWatch.of(r, heavy).counts(rows, cands)
-        assert np.array_equal(got, want), heavy
+    watch = rerank.CoWatch.of(r)
+    for threads in (1, 2, 3):
+        got, close = watch.counts(rows, cands, 0, threads)
+        assert got.dtype == close.dtype == np.int32
+        assert np.array_equal(got, want), threads
+        assert not close.any()  # no rating times: no close watchers
+    assert got[7, 1] == dense[:, 7].sum() and got[5, 0] == got[6, 0] == dense[:, 5].sum()
+    assert [a.shape for a in watch.counts(rows[:0], cands[:0])] == [(0, 12), (0, 12)]
 
 
 # --- close watchers: who rated both within a few ratings of each other ------------------------
@@ -204,6 +203,33 @@ def test_close_watchers_equal_a_brute_force_count():
         want = [[brute_close(histories, q, c, window) if c >= 0 else 0 for c in row]
                 for q, row in zip(rows, cands, strict=True)]
         assert tl.counts(rows, cands, window).tolist() == want, window
+
+
+@pytest.mark.parametrize("ties", ["by_id", "unordered"])
+@pytest.mark.parametrize("lookups", [1 << 22, 5])  # one chunk of pairs, or many
+def test_co_watch_counts_close_watchers_as_the_timeline_does(ties, lookups, monkeypatch):
+    monkeypatch.setattr(rerank, "_LOOKUPS", lookups)
+    rng = np.random.default_rng(13)
+    histories = []
+    for _ in range(60):
+        movies = rng.choice(40, size=rng.integers(1, 30), replace=False)
+        histories.append([(int(c), int(t)) for c, t in zip(movies, rng.integers(0, 9, len(movies)),
+                                                           strict=True)])
+    r = timed_ratings(histories, 40)
+    rows = np.arange(40)
+    cands = rng.integers(-1, 40, (40, 11))
+    cands[3, 2] = 3  # a movie is never close to itself
+    watch = rerank.CoWatch.of(r, ties)
+    co_want = rerank.co_counts(rerank.watched_by(r), rows, cands)
+    for window in (1, 2, 5):
+        want = rerank.Timeline.of(r, window, ties).counts(rows, cands, window)
+        for threads in (1, 2):
+            co, close = watch.counts(rows, cands, window, threads)
+            assert np.array_equal(close, want), (window, threads)
+            assert np.array_equal(co, co_want)
+    brute = brute_close if ties == "by_id" else brute_close_groups
+    assert close[0, 0] == (brute(histories, 0, cands[0, 0], 5) if cands[0, 0] >= 0 else 0)
+    assert close[3, 2] == 0 and co[3, 2] == len([h for h in histories if 3 in dict(h)])
 
 
 def test_close_watchers_weigh_in_the_score():
@@ -367,3 +393,27 @@ def test_published_close_watchers_do_not_depend_on_movie_ids_when_ties_are_unord
              for r in published(renamed, tmp_path, f"b-{ties}", ties)}
         assert len(a) == len(b) == 90  # every pair of the 10 movies is published
         assert (a == b) == same, ties
+
+
+def test_best_k_orders_the_best_k_as_a_full_order_would():
+    from recs.core.ranking import order_rows
+
+    rng = np.random.default_rng(21)
+    b, m = 300, 40
+    query_ids = rng.integers(0, 10**6, b)
+    cand_ids = rng.integers(0, 10**6, (b, m))
+    score = rng.integers(0, 6, (b, m)).astype(np.float64)  # many ties, some across the k-th
+    cos = rng.integers(0, 3, (b, m)).astype(np.float64)
+    score[:20, 5:] = -np.inf  # rows with fewer than k finite scores
+    score[20:40] = rng.random((20, m))  # no ties at all
+    for k in (1, 10, 39, 40, 60):
+        want = order_rows(query_ids, cand_ids, score, cos)[:, :k]
+        assert np.array_equal(rerank.best_k(query_ids, cand_ids, score, cos, k), want), k
+
+
+@pytest.mark.parametrize("table", [1 << 24, 1])  # by a table, or by binary search
+def test_columns_of_maps_ids_to_matrix_columns(table, monkeypatch):
+    monkeypatch.setattr(rerank, "_ID_TABLE", table)
+    movie_ids = np.array([3, 8, 9, 40_000])
+    ids = np.array([[40_000, 3, -1], [9, 8, 3]])
+    assert rerank.columns_of(movie_ids, ids).tolist() == [[3, 0, 0], [2, 1, 0]]

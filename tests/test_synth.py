@@ -241,3 +241,129 @@ def test_cli_synth_format_parquet(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "links.parquet", "movies.parquet", "ratings.parquet",
     ]
+
+
+# --- the harder shapes: --order, --times, --no-clusters ----------------------------------------
+
+
+def synth_rows(tmp_path: Path, name: str, **options: object) -> np.ndarray:
+    """(n, 4) int64 rows of a small seed-3 ratings.csv: userId, movieId, half stars, time."""
+    out = tmp_path / name
+    write_synthetic(out, 200, 400, 8000, seed=3, **options)
+    rows = np.loadtxt(out / "ratings.csv", delimiter=",", skiprows=1)
+    rows[:, 2] *= 2
+    return rows.astype(np.int64)
+
+
+def sorted_rows(rows: np.ndarray) -> np.ndarray:
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_random_order_shuffles_the_same_rows(tmp_path: Path) -> None:
+    plain = synth_rows(tmp_path, "plain")
+    shuffled = synth_rows(tmp_path, "shuffled", order="random")
+    assert np.array_equal(sorted_rows(shuffled), sorted_rows(plain))
+    assert np.count_nonzero(np.diff(shuffled[:, 0]) < 0) > len(plain) // 4  # users interleave
+    for name in ("movies.csv", "links.csv"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "shuffled" / name) \
+            .read_bytes()
+
+
+def test_user_time_order_sorts_each_history_by_time(tmp_path: Path) -> None:
+    plain = synth_rows(tmp_path, "plain")
+    by_time = synth_rows(tmp_path, "by_time", order="user-time")
+    assert np.array_equal(sorted_rows(by_time), sorted_rows(plain))
+    assert np.all(np.diff(by_time[:, 0]) >= 0)
+    same_user = np.diff(by_time[:, 0]) == 0
+    assert np.all(np.diff(by_time[:, 3])[same_user] >= 0)
+    assert np.any(np.diff(by_time[:, 1])[same_user] < 0)  # no longer by movie
+
+
+def test_random_times_keep_the_triplets_and_spread_each_user_over_the_years(
+    tmp_path: Path,
+) -> None:
+    plain = synth_rows(tmp_path, "plain")
+    spread = synth_rows(tmp_path, "spread", times="random")
+    assert np.array_equal(spread[:, :3], plain[:, :3])
+    assert spread[:, 3].min() >= 820_454_400 and spread[:, 3].max() < 1_697_068_800
+
+    def median_span_years(rows: np.ndarray) -> float:
+        starts = np.r_[0, np.flatnonzero(np.diff(rows[:, 0])) + 1]
+        span = np.maximum.reduceat(rows[:, 3], starts) - np.minimum.reduceat(rows[:, 3], starts)
+        return float(np.median(span)) / (365 * 86_400)
+
+    # every user rates at least 5 times: uniform times over 27.8 years span >= 4/6 of them
+    assert median_span_years(spread) > 15
+    assert median_span_years(plain) < 1  # a window of days to months per user
+
+
+def co_rated_genre_ratio(folder: Path, samples: int = 400_000) -> float:
+    """Mean genre Jaccard of two different movies one user rated over that of two different
+    movies from random ratings: 1 when what a user rates does not depend on her taste."""
+    rows = read_rows(folder / "movies.csv")[1:]
+    ids = np.array([int(r[0]) for r in rows])
+    names = [*GENRES, NO_GENRES]
+    onehot = np.array([[g in r[2].split("|") for g in names] for r in rows])
+    ratings = np.loadtxt(folder / "ratings.csv", delimiter=",", skiprows=1, usecols=(0, 1))
+    users, movies = ratings[:, 0].astype(int), np.searchsorted(ids, ratings[:, 1].astype(int))
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1, len(users)]
+    rng = np.random.default_rng(1)
+    row = rng.integers(0, len(movies), samples)
+    user = np.searchsorted(starts, row, side="right") - 1
+    other = starts[user] + (rng.random(samples) * np.diff(starts)[user]).astype(int)
+
+    def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a[a != b], b[a != b]
+        return float(np.mean((onehot[a] & onehot[b]).sum(1) / (onehot[a] | onehot[b]).sum(1)))
+
+    anyone = movies[rng.integers(0, len(movies), (2, samples))]
+    return jaccard(movies[row], movies[other]) / jaccard(anyone[0], anyone[1])
+
+
+def test_no_clusters_keeps_the_activity_but_loses_the_taste(
+    tmp_path: Path, folder: Path
+) -> None:
+    flat = tmp_path / "flat"
+    write_synthetic(flat, USERS, MOVIES, RATINGS, seed=7, clusters=False)
+    assert co_rated_genre_ratio(folder) > 1.2
+    assert abs(co_rated_genre_ratio(flat) - 1) < 0.05
+    mine = np.loadtxt(flat / "ratings.csv", delimiter=",", skiprows=1, usecols=(0, 1))
+    theirs = np.loadtxt(folder / "ratings.csv", delimiter=",", skiprows=1, usecols=(0,))
+    assert np.array_equal(mine[:, 0], theirs)  # the same users, each as active
+    per_movie = np.unique(mine[:, 1], return_counts=True)[1]
+    assert per_movie.max() > 20 * np.median(per_movie)
+
+
+def test_unknown_options_raise(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="order must be one of user, user-time, random"):
+        write_synthetic(tmp_path, 20, 40, 200, order="time")
+    with pytest.raises(ValueError, match="times must be one of phases, random"):
+        write_synthetic(tmp_path, 20, 40, 200, times="sorted")
+
+
+def test_cli_synth_harder_options(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from recs.cli import main
+
+    args = ["synth", "--users", "20", "--movies", "40", "--ratings", "200", "--seed", "2"]
+    harder = ["--order", "random", "--times", "random", "--no-clusters"]
+    result = CliRunner().invoke(main, [*args, *harder, str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    info = write_synthetic(tmp_path / "api", 20, 40, 200, seed=2, order="random",
+                           times="random", clusters=False)
+    assert (info["order"], info["times"], info["clusters"]) == ("random", "random", False)
+    for name in ("ratings.csv", "movies.csv", "links.csv"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes()
+
+
+def test_shuffled_rows_read_to_the_same_dataset(tmp_path: Path) -> None:
+    from recs.stages.ingest import load_dataset
+
+    write_synthetic(tmp_path / "plain", 200, 400, 8000, seed=3)
+    write_synthetic(tmp_path / "shuffled", 200, 400, 8000, seed=3, order="random")
+    a, b = load_dataset(tmp_path / "plain"), load_dataset(tmp_path / "shuffled")
+    assert (a.ratings.matrix != b.ratings.matrix).nnz == 0
+    assert np.array_equal(a.ratings.rated_at, b.ratings.rated_at)
+    assert all(np.array_equal(a.last_pairs[k], b.last_pairs[k]) for k in a.last_pairs)
+    assert a.movies.equals(b.movies) and dict(a.counts) == dict(b.counts)

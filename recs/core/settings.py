@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recs.core.location import Location, is_s3, parse_location
 
 
 def default_cache_dir() -> Path:
@@ -26,13 +28,18 @@ class Settings(BaseSettings):
         description="MovieLens folder, .zip, or http(s) URL of a zip (default: ml-latest-small)",
     )
     cache: Path = Field(default_factory=default_cache_dir, description="download cache folder")
-    db: Path = Field(Path("~/.lancedb"), description="LanceDB database folder")
+    db: str = Field("~/.lancedb", description="LanceDB database folder, or s3://BUCKET/PREFIX")
     table: str = Field("movielens_small", description="LanceDB table name")
-    out: Path = Field(Path("output"), description="folder that holds run folders and `latest`")
+    out: str = Field(
+        "output", description="folder, or s3://BUCKET/PREFIX, that holds run folders and `latest`"
+    )
     dim: int = Field(64, ge=2, le=1024, description="embedding dimension (SVD rank)")
     top_k: int = Field(10, ge=1, le=1000, description="neighbours per movie")
-    engine: Literal["exact", "lancedb"] = Field(
-        "exact", description="top-k engine: in-process exact, or LanceDB batch search (same lists)"
+    engine: Literal["exact", "lancedb", "ivf"] = Field(
+        "exact",
+        description="top-k engine: in-process exact, or LanceDB batch search (same lists), or "
+        "ivf: LanceDB's approximate IVF index (recall@10 about 0.96, for catalogs too large "
+        "for exact all-pairs; runs exact below 5,000 movies)",
     )
     batch_size: int = Field(1024, ge=1, description="query vectors per top-k batch")
     threads: int = Field(2, ge=1, description="BLAS, DuckDB and sparse-product threads")
@@ -85,6 +92,15 @@ class Settings(BaseSettings):
         90, ge=0, description="days of OUT/history/run_date=... partitions to keep"
     )
     precompress: bool = Field(False, description="also write a .gz beside every JSON file")
+    cache_control: str = Field(
+        "public, max-age=3600",
+        description="Cache-Control of the objects published to an s3:// --out (lists change "
+        "nightly; changes.json says which to invalidate)",
+    )
+    s3_retry_seconds: float = Field(
+        60.0, gt=0, description="keep retrying a failing object-store request (5xx, "
+        "throttling, no connection) this long, with backoff, before the run fails",
+    )
     ray: str | None = Field(
         None,
         description="rank on a Ray cluster: auto, HOST:PORT, ray://HOST:10001, or local (a "
@@ -100,8 +116,24 @@ class Settings(BaseSettings):
         "(node_exporter textfile collector: name it *.prom)",
     )
 
-    def resolved_db(self) -> Path:
-        return self.db.expanduser()
+    @model_validator(mode="after")
+    def _cluster_to_bucket(self) -> Settings:
+        if self.precompress and self.ray and is_s3(self.out):
+            raise ValueError("--precompress with --ray and an s3:// --out is not supported: the "
+                             "workers upload plain JSON; let the CDN compress instead")
+        return self
+
+    @field_validator("out", "db", mode="before")
+    @classmethod
+    def _path_text(cls, value: object) -> object:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    def out_location(self) -> Location:
+        """OUT as a local folder or a BucketURI (InputError for a URI the job cannot handle)."""
+        return parse_location(self.out, "--out")
+
+    def db_location(self) -> Location:
+        return parse_location(self.db, "--db")
 
     @classmethod
     def env_name(cls, name: str) -> str:

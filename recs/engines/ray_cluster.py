@@ -7,17 +7,23 @@ imports Ray; `recs.engines.open_executor` imports it by name only when an addres
   function of the shared inputs, so a re-run gives the same bytes.
 - Ranges adapt to the cluster: about `RANGES_PER_CPU` per CPU, never below `MIN_RANGE`.
 - Address `local` starts a throwaway cluster for the run and stops it (only it) at the end;
-  any other address is connected to and left running.
+  any other address is connected to and left running. A watchdog process
+  (`recs.engines.watchdog`) ends what is left of the throwaway cluster when the driver
+  dies without stopping it (SIGKILL, the OOM killer).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import ray
+import ray.experimental
 from ray import exceptions as ray_errors
 from ray._private import services
 
@@ -30,6 +36,8 @@ R = TypeVar("R")
 MAX_RETRIES = 3  # per task, for a dead worker or node (not for an error in our code)
 LOCAL_STORE_BYTES = 300 * 1024**2  # object store of a `local` throwaway cluster
 CONNECT_TIMEOUT_S = 5.0
+WATCHDOG = "recs.engines.watchdog"
+WATCHDOG_EXIT_S = 30.0  # it SIGKILLs leftovers and waits up to 5 s for them to go
 
 
 @ray.remote(num_cpus=1, max_retries=MAX_RETRIES)
@@ -65,6 +73,30 @@ def _reason(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
+def start_watchdog() -> subprocess.Popen:
+    """The watchdog of this process (see `recs.engines.watchdog`): it ends what this process
+    starts from now on once the pipe to it closes, by `stop_watchdog` or by our death."""
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, process_group=0,  # a Ctrl-C at the job must not end it
+    )
+    if not watchdog.stdout.readline():  # else it has noted what ran before it, not ours
+        log.warning("the Ray watchdog (pid %d) did not start: a driver killed now would leave "
+                    "the throwaway cluster's agents running", watchdog.pid)
+    watchdog.stdout.close()
+    return watchdog
+
+
+def stop_watchdog(watchdog: subprocess.Popen) -> None:
+    """Close its pipe and wait while it ends what the run left (nothing, normally)."""
+    watchdog.stdin.close()
+    try:
+        watchdog.wait(WATCHDOG_EXIT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("the Ray watchdog (pid %d) did not finish within %.0f s", watchdog.pid,
+                    WATCHDOG_EXIT_S)
+
+
 def _cancel(refs: list) -> None:
     for ref in refs:
         try:
@@ -79,14 +111,20 @@ class RayExecutor:
     def __init__(self, address: str, cpus: int = 1) -> None:
         self.address = address
         self._owned = address == "local"
+        self._watchdog: subprocess.Popen | None = None
         if ray.is_initialized():  # a caller's own connection (a notebook): used, not closed
             self._connected_here = False
             return
         common = {"logging_level": logging.WARNING, "configure_logging": False,
                   "namespace": "recs"}
         if self._owned:
-            ray.init(address="local", num_cpus=cpus, object_store_memory=LOCAL_STORE_BYTES,
-                     include_dashboard=False, **common)
+            self._watchdog = start_watchdog()
+            try:
+                ray.init(address="local", num_cpus=cpus, object_store_memory=LOCAL_STORE_BYTES,
+                         include_dashboard=False, **common)
+            except BaseException:
+                stop_watchdog(self._watchdog)
+                raise
         else:
             check_reachable(address)
             try:
@@ -106,7 +144,14 @@ class RayExecutor:
         return ranges(total, self.cpus())
 
     def share(self, inputs: Any) -> Any:
-        return ray.put(inputs)
+        ref = ray.put(inputs)
+        try:
+            where = ray.experimental.get_object_locations([ref], timeout_ms=5000).get(ref, {})
+        except Exception:  # Ray Client cannot look locations up: the size is only information
+            where = {}
+        # what every node holds one copy of for the run (bench/ray_bench.py reads this line)
+        log.info("ray: shared %d bytes in the object store", where.get("object_size") or 0)
+        return ref
 
     def map(
         self, fn: Callable[[Any, int, int], R], shared: Any, parts: Sequence[Range],
@@ -140,9 +185,13 @@ class RayExecutor:
         return out
 
     def close(self) -> None:
-        """Disconnect; for `local`, this also stops the throwaway cluster (only it)."""
+        """Disconnect; for `local`, this also stops the throwaway cluster (only it) and
+        returns once none of its processes is left."""
         if self._connected_here and ray.is_initialized():
             ray.shutdown()
+        if self._watchdog is not None:
+            stop_watchdog(self._watchdog)
+            self._watchdog = None
 
     def __enter__(self) -> RayExecutor:
         return self

@@ -282,12 +282,23 @@ def _read_columns(con: duckdb.DuckDBPyConnection, path: Path) -> _Columns | None
         return None
     movie_id, half_stars, rated_at = cols["movie_id"], cols["half_stars"], cols["rated_at"]
     del cols
-    # MovieLens files come sorted by user: check (50 ms) rather than sort (3 s on 25M)
+    # MovieLens files come sorted by user: check (50 ms) rather than sort
     if np.any(user_id[1:] < user_id[:-1]):
-        order = np.argsort(user_id, kind="stable")
+        order = group_order(user_id)
         user_id, movie_id = user_id[order], movie_id[order]
         half_stars, rated_at = half_stars[order], rated_at[order]
     return _Columns(user_id, movie_id, half_stars, rated_at)
+
+
+def group_order(keys: NDArray[np.int32]) -> NDArray[np.intp]:
+    """np.argsort(keys, kind="stable") for keys (n,) >= 0: a least-significant-digit radix
+    sort, 16 bits a pass (numpy sorts 16-bit keys stably by radix, in linear time), so two
+    passes for any int32; about twice as fast as the comparison sort on 25M shuffled ids."""
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    high = keys[order] >> 16
+    if high.any():
+        order = order[np.argsort(high.astype(np.uint16), kind="stable")]
+    return order
 
 
 def _parts_numpy(

@@ -20,6 +20,7 @@ InputError before any work, because following it would write, or prune, somewher
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
@@ -28,13 +29,14 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from recs.core.errors import EnvironmentFaultError, InputError, RunLockedError
+from recs.core.location import Location, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +214,14 @@ def remove_leftovers(out: Path) -> list[Path]:
     return leftovers
 
 
-def publish(out: Path, stage: Path, run_id: str) -> Path:
-    """Make the staged run complete and switch `latest` to it in one atomic rename."""
+def publish(out: Path, stage: Path, run_id: str, also: Iterable[Path] = ()) -> Path:
+    """Make the staged run complete and switch `latest` to it in one atomic rename.
+
+    also: other local folders the run wrote that the run's files refer to (the LanceDB
+    folder); their file systems are flushed too before the switch.
+    """
     final = out / "runs" / run_id
-    os.sync()  # the files must be on disk before any name points at them
+    sync_file_systems([stage, *also])  # on disk before any name points at them
     stage.rename(final)
     _fsync_dir(out / "runs")
     tmp_link = out / f".latest-{run_id}"
@@ -224,6 +230,40 @@ def publish(out: Path, stage: Path, run_id: str) -> Path:
     _fsync_dir(out)
     log.info("published %s: %s now points to runs/%s", run_id, out / "latest", run_id)
     return final
+
+
+def _libc_syncfs() -> Any:
+    """glibc's syncfs(2), or None where the C library has none (not Linux)."""
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    except OSError:
+        return None
+
+
+_SYNCFS = _libc_syncfs()  # Python's os module has sync and fsync, but no syncfs
+
+
+def sync_file_systems(paths: Iterable[Path]) -> None:
+    """Flush to disk every file system holding one of `paths` (folders), each once.
+
+    syncfs(2) waits for one file system's writes, where os.sync() waits for every file system
+    of the machine (other jobs' disks too). Where there is no syncfs, os.sync(). A write-back
+    error the kernel reports (Linux >= 5.8: EIO, ENOSPC) raises OSError naming the folder.
+    """
+    if _SYNCFS is None:
+        os.sync()
+        return
+    done: set[int] = set()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            device = os.fstat(fd).st_dev
+            if device not in done and _SYNCFS(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code), str(path))
+            done.add(device)
+        finally:
+            os.close(fd)
 
 
 def prune(out: Path, keep: int) -> list[str]:
@@ -249,7 +289,7 @@ def prune(out: Path, keep: int) -> list[str]:
     return [p.name for p in doomed + leftovers]
 
 
-def prune_table_versions(out: Path, db: Path, table: Any) -> list[int]:
+def prune_table_versions(out: Path, db: Location, table: Any) -> list[int]:
     """Delete the LanceDB versions of `table` (in database folder `db`) that no kept run needs.
 
     Every complete run under OUT/runs records the table version it wrote; versions older
@@ -284,7 +324,7 @@ def prune_table_versions(out: Path, db: Path, table: Any) -> list[int]:
     return removed
 
 
-def _recorded_versions(out: Path, db: Path, name: str) -> list[int]:
+def _recorded_versions(out: Path, db: Location, name: str) -> list[int]:
     """The LanceDB versions of table `name` in `db` that complete runs under OUT recorded."""
     runs = out / "runs"
     found = []
@@ -293,12 +333,19 @@ def _recorded_versions(out: Path, db: Path, name: str) -> list[int]:
             continue
         try:
             lance = read_manifest(run)["lancedb"]
-            same = lance["table"] == name and Path(lance["db"]).resolve() == db.resolve()
+            same = lance["table"] == name and _same_db(lance["db"], db)
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a manifest we wrote: it protects nothing
         if same:
             found.append(int(lance["version"]))
     return found
+
+
+def _same_db(recorded: str, db: Location) -> bool:
+    """Whether a manifest's `lancedb.db` names `db` (a folder, by its real path; a URI as is)."""
+    if isinstance(db, Path):
+        return not is_s3(recorded) and Path(recorded).resolve() == db.resolve()
+    return recorded == str(db)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -322,8 +369,9 @@ PARQUET_INPUTS = {
 }
 ALWAYS_NEW = ("json/v1/changes.json",)  # plus manifest.json: both name the run
 # settings that change no published byte (where and how fast, not what)
-OPERATIONAL = {"data", "cache", "db", "table", "out", "engine", "batch_size", "threads",
-               "write_threads", "keep", "history_days", "min_hr", "metrics_file"}
+OPERATIONAL = {"data", "cache", "db", "table", "out", "batch_size", "threads",
+               "write_threads", "keep", "history_days", "min_hr", "metrics_file",
+               "cache_control", "s3_retry_seconds"}
 
 
 @contextmanager
@@ -526,12 +574,13 @@ def _block_size(folder: Path) -> int:
 
 
 @contextmanager
-def housekeeping(folder: Path, flag: str, out: Path, run_id: str) -> Iterator[None]:
+def housekeeping(folder: Location, flag: str, out: Path, run_id: str) -> Iterator[None]:
     """For the steps after `latest` switched to `run_id` (history, pruning): a full or
-    read-only folder is logged as a warning, since the run is published; the next run that
-    finds the fault still in place stops on it."""
+    read-only folder (or an object store that cannot be reached) is logged as a warning,
+    since the run is published; the next run that finds the fault still in place stops on it."""
     try:
-        with environment_faults(folder, flag, out, after=run_id):
+        with (environment_faults(folder, flag, out, after=run_id)
+              if isinstance(folder, Path) else nullcontext()):
             yield
     except EnvironmentFaultError as err:
         log.warning("%s", err)

@@ -16,9 +16,12 @@ after", weighted by taste similarity, with a mild discount for blockbusters that
 rates. Equal scores go by
 cosine, then by a fixed hash of the pair (never always toward the same movies).
 
-Counting co-watchers is the cost at scale (25M ratings): queries are processed in blocks of
-similar movies (`locality_order`, when the embeddings are passed) so each block's candidate
-union is small, heavy raters are counted by bitsets (`CoWatch`), and blocks run on threads.
+Counting is the cost at scale (25M ratings, 6M pairs). `CoWatch` counts both numbers of a pair
+in one pass: each distinct pair once, the raters of its less rated movie looked up in a mark
+of the more rated one's raters that holds where each of them rated it in her history; a pair
+costs the smaller of its two rating counts, whatever the order of the queries. Groups of pairs
+run on threads. `Timeline` and `co_counts` count the same numbers the direct way (the
+baselines and the tests use them).
 
 """
 
@@ -41,10 +44,9 @@ from recs.stages.neighbors import blas_threads
 
 log = logging.getLogger(__name__)
 
-BLOCK = 256
-# raters with this many ratings are counted by bitsets (see CoWatch)
-HEAVY_RATER = 300  # measured on 25m synthetic: 1.8x faster than none, 1000 no gain
-_BITS_CHUNK = 1 << 18  # uint64 words per popcount chunk (2 MiB)
+BLOCK = 256  # queries scored at once
+_ID_TABLE = 1 << 24  # movie ids below this map to columns through a table (64 MiB at most)
+_LOOKUPS = 1 << 22  # raters looked up per chunk of pairs (CoWatch): 32 MiB of copied rows
 _CLOSE_CHUNK = 1 << 20  # neighbouring ratings looked up per chunk (4 MiB of int32)
 
 
@@ -92,51 +94,156 @@ def co_counts(
     return _at_pool((x[:, rows].T @ x[:, union]).toarray(), inverse, cands)
 
 
+_NOT_RATED = -(1 << 29)  # a mark's place where the hub was not rated: never near a real one
+
+
 @dataclass(frozen=True)
 class CoWatch:
-    """Who watched what, split for counting co-watchers of given (query, candidate) pairs.
+    """Who watched what and when, for counting the co-watchers and close watchers of given
+    (query, candidate) pairs.
 
-    Heavy raters (at least `heavy` ratings) cost a sparse product the square of their
-    ratings, so their part is kept as bitsets instead, one bit per heavy user:
-    bits (n_movies, words) uint64, counted per pair with popcount. Everyone else stays a
-    binary CSC users x movies matrix `light`, float32 (one column per movie).
+    raters: (n_movies, n_users) CSR, sorted indices (each movie's raters); its values are
+    where the rater rated the movie in her history (`history_places`, from 1), or 1 when
+    there are no places (no rating times, or the close term off). support: (n_movies,) int64
+    raters per movie. timed: whether the values are places.
+
+    A pair is counted from its more rated movie, the hub: the hub's raters are marked in a
+    dense row of n_users holding their places (small enough to stay in cache), and the raters
+    of the other movie are looked up there. A rater found is a co-watcher; one whose two places
+    are at most the window apart is a close watcher. A pair costs the smaller of its two rating
+    counts, and every pair of one hub is looked up while it is marked.
     """
 
-    light: sparse.csc_array
-    bits: NDArray[np.uint64]
+    raters: sparse.csr_array
+    support: NDArray[np.int64]
+    timed: bool
 
     @staticmethod
-    def of(ratings: Ratings, heavy: int = HEAVY_RATER) -> CoWatch:
-        m = ratings.matrix.tocsr()
-        heavy_rows = np.flatnonzero(np.diff(m.indptr) >= heavy)
-        light_rows = np.setdiff1d(np.arange(m.shape[0]), heavy_rows)
-        light = _binary_columns(m[light_rows])
-        words = (len(heavy_rows) + 63) // 64
-        bits = np.zeros((m.shape[1], words), np.uint64)
-        for start in range(0, len(heavy_rows), 4096):  # a few heavy users at a time: small
-            part = m[heavy_rows[start : start + 4096]]
-            user = np.repeat(np.arange(start, start + part.shape[0]), np.diff(part.indptr))
-            bit = np.left_shift(np.uint64(1), (user % 64).astype(np.uint64))
-            cell = part.indices.astype(np.int64) * words + user // 64
-            np.bitwise_or.at(bits.reshape(-1), cell, bit)
-        return CoWatch(light=light, bits=bits)
+    def of(ratings: Ratings, ties: str | None = None) -> CoWatch:
+        """ties: how `history_places` orders equal times ("by_id" or "unordered"); None, or
+        ratings without times: no places (close watchers cannot be counted)."""
+        by_user = ratings.matrix
+        timed = ties is not None and ratings.rated_at is not None
+        values = (history_places(ratings, ties) if timed
+                  else np.ones(by_user.nnz, np.int32))
+        raters = sparse.csr_array((values, by_user.indices, by_user.indptr),
+                                  shape=by_user.shape).T.tocsr()  # sorted indices
+        return CoWatch(raters=raters, support=np.diff(raters.indptr).astype(np.int64),
+                       timed=timed)
 
     def counts(
-        self, rows: NDArray[np.int64], cands: NDArray[np.int64],
-        columns: PoolColumns | None = None,
-    ) -> NDArray[np.int32]:
-        """Users who rated both, as `co_counts`: rows (b,), cands (b, m) -> (b, m) int32."""
-        counts = co_counts(self.light, rows, cands, columns)  # 0 where cands is -1
-        if not self.bits.shape[1]:
-            return counts
-        step = max(1, _BITS_CHUNK // max(cands.shape[1] * self.bits.shape[1], 1))
-        for start in range(0, len(rows), step):
-            sl = slice(start, start + step)
-            both = self.bits[np.maximum(cands[sl], 0)]  # (step, m, words)
-            both &= self.bits[rows[sl]][:, None, :]
-            counts[sl] += np.bitwise_count(both).sum(axis=2, dtype=np.int32)
-        counts[cands < 0] = 0  # a -1 was counted as column 0 above
-        return counts
+        self, rows: NDArray[np.int64], cands: NDArray[np.int64], window: int = 0,
+        threads: int = 1,
+    ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        """Co-watchers and close watchers (at most `window` apart; 0: none counted, as
+        without places), for query columns rows (b,) and candidate columns cands (b, m)
+        (-1: none, counts 0) -> two (b, m) int32. A movie is never close to itself.
+        threads: groups of pairs counted at once; the counts do not depend on it."""
+        valid = cands >= 0
+        query = np.broadcast_to(np.asarray(rows, np.int64)[:, None], cands.shape)[valid]
+        cand = cands[valid].astype(np.int64)
+        support = self.support
+        # the hub of a pair: the more rated movie, equal counts by the higher column
+        flip = (support[cand] > support[query]) | (
+            (support[cand] == support[query]) & (cand > query)
+        )
+        n_movies = np.int64(len(support))
+        keys = np.where(flip, cand, query) * n_movies + np.where(flip, query, cand)
+        del query, cand, flip
+        pairs, where = np.unique(keys, return_inverse=True)  # sorted by hub, each pair once
+        del keys
+        hub, other = pairs // n_movies, pairs % n_movies
+        together, near = self._pair_counts(hub, other, window if self.timed else 0, threads)
+        near[hub == other] = 0
+        co, close = np.zeros(cands.shape, np.int32), np.zeros(cands.shape, np.int32)
+        co[valid], close[valid] = together[where.ravel()], near[where.ravel()]
+        return co, close
+
+    def _pair_counts(
+        self, hub: NDArray[np.int64], other: NDArray[np.int64], window: int, threads: int,
+    ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        """(co-watchers, close watchers) of each pair (hub[i], other[i]), (p,) with hub
+        ascending -> two (p,) int32. Chunks of whole hubs of about `_LOOKUPS` lookups, split
+        into `threads` runs of about equal lookups, each run with its own mark."""
+        together, near = np.zeros(len(hub), np.int32), np.zeros(len(hub), np.int32)
+        if not len(hub):
+            return together, near
+        bounds = np.r_[np.flatnonzero(np.r_[True, hub[1:] != hub[:-1]]), len(hub)]  # per hub
+        done = np.cumsum(self.support[other])[bounds[1:] - 1]  # lookups up to each hub's end
+        cuts = np.searchsorted(done, np.arange(_LOOKUPS, done[-1], _LOOKUPS)) + 1
+        chunks = np.unique(np.r_[0, np.minimum(cuts, len(done)), len(done)])  # hub positions
+        share = np.searchsorted(done[chunks[1:] - 1], np.arange(1, threads) * done[-1] / threads)
+        runs = [run for run in np.array_split(np.arange(len(chunks) - 1), np.unique(share + 1))
+                if len(run)]
+
+        def count_run(run: NDArray[np.int64]) -> None:
+            mark = np.full(self.raters.shape[1], _NOT_RATED, self.raters.dtype)
+            for a, b in zip(chunks[run], chunks[run + 1], strict=True):
+                pairs = slice(bounds[a], bounds[b])
+                looked = self.raters[other[pairs]]  # the other movies' raters, row by row
+                theirs = self._look_up(mark, hub, bounds[a : b + 1], looked)
+                starts = looked.indptr[:-1]
+                together[pairs] = np.add.reduceat(theirs != _NOT_RATED, starts, dtype=np.int32)
+                if window:  # |theirs - mine| <= window as one unsigned comparison
+                    theirs -= looked.data
+                    theirs += window
+                    unsigned = theirs.view(f"u{theirs.itemsize}")
+                    near[pairs] = np.add.reduceat(unsigned <= 2 * window, starts, dtype=np.int32)
+
+        if threads > 1 and len(runs) > 1:
+            with ThreadPoolExecutor(len(runs)) as pool:
+                list(pool.map(count_run, runs))
+        else:
+            for run in runs:
+                count_run(run)
+        return together, near
+
+    def _look_up(
+        self, mark: NDArray, hub: NDArray[np.int64], bounds: NDArray[np.int64],
+        looked: sparse.csr_array,
+    ) -> NDArray:
+        """The hub's place (or _NOT_RATED) for each rater in `looked` (the rows of the pairs
+        bounds[0]:bounds[-1], one hub per run bounds[i]:bounds[i + 1]), each hub marked in
+        `mark` (n_users,) while its pairs are looked up; `mark` is left as it came."""
+        users, places = self.raters.indices, self.raters.data
+        hubs = hub[bounds[:-1]]
+        first, last = self.raters.indptr[hubs].tolist(), self.raters.indptr[hubs + 1].tolist()
+        row = looked.indptr[bounds - bounds[0]].tolist()
+        theirs = np.empty(looked.nnz, self.raters.dtype)
+        for i in range(len(first)):  # python ints: the loop runs once per hub
+            raters = users[first[i] : last[i]]
+            mark[raters] = places[first[i] : last[i]]
+            mark.take(looked.indices[row[i] : row[i + 1]], out=theirs[row[i] : row[i + 1]],
+                      mode="clip")  # every index is a user: no check needed
+            mark[raters] = _NOT_RATED
+        return theirs
+
+
+def history_places(ratings: Ratings, ties: str = "by_id") -> NDArray[np.int32]:
+    """Where each rating stands in its rater's history, from 1, (nnz,) aligned with
+    ratings.matrix.data; only differences within one rater mean anything.
+
+    ties "by_id": the place in time order, equal times by movie id (as `Timeline`);
+    "unordered": the place of the rating's time among the rater's distinct times, so ratings
+    with one time share a place and the distance between two ratings is counted in tie
+    groups. int32 below 2^28 ratings, else int64.
+    """
+    if ties not in ("by_id", "unordered"):
+        raise ValueError(f"ties must be 'by_id' or 'unordered', not {ties!r}")
+    m = ratings.matrix
+    order = _watch_order(m.indptr, np.asarray(ratings.rated_at))
+    kind = np.int32 if m.nnz < 2**28 else np.int64
+    if ties == "unordered":
+        times = np.asarray(ratings.rated_at)[order]
+        fresh = np.ones(m.nnz, np.bool_)  # a rating that starts a tie group
+        fresh[1:] = times[1:] != times[:-1]
+        del times
+        ranked = np.cumsum(fresh, dtype=kind)
+    else:
+        ranked = np.arange(1, m.nnz + 1, dtype=kind)
+    places = np.empty(m.nnz, kind)
+    places[order] = ranked
+    return places
 
 
 @dataclass(frozen=True)
@@ -300,48 +407,64 @@ def _ranges(lo: NDArray[np.int64], hi: NDArray[np.int64]) -> NDArray[np.int64]:
     return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(lo - run_start, lengths)
 
 
-def locality_order(vectors: NDArray[np.float32], leaf: int) -> NDArray[np.int64]:
-    """A permutation of the rows of `vectors` (n, dim) that puts similar vectors together:
-    split at the median of the widest coordinate, recursively, down to `leaf` rows.
-
-    Consecutive `leaf` rows are then near each other, so their candidate pools overlap and a
-    block's union of candidates is a few times smaller than in id order.
-    """
-    out, stack = [], [np.arange(len(vectors))]
-    while stack:
-        idx = stack.pop()
-        if len(idx) <= leaf:
-            out.append(idx)
-            continue
-        sub = vectors[idx]
-        axis = int(np.argmax(sub.var(axis=0)))
-        idx = idx[np.argsort(sub[:, axis], kind="stable")]
-        half = len(idx) // 2
-        stack += [idx[half:], idx[:half]]
-    return np.concatenate(out) if out else np.arange(0)
-
-
 @dataclass(frozen=True)
 class Counts:
     """Everything the re-rank reads, built once per run and shared read-only by every range of
     query movies (a cluster ships it once). movie_ids: (n_movies,) int64 ascending, the
-    matrix's columns; support: (n_movies,) int64 ratings per movie; timeline: None when the
-    close term is off or rating times are unknown."""
+    matrix's columns; support: (n_movies,) int64 ratings per movie; watch: without places
+    when the close term is off or rating times are unknown."""
 
     movie_ids: NDArray[np.int64]
     watch: CoWatch
-    timeline: Timeline | None
     support: NDArray[np.int64]
 
     @staticmethod
     def of(ratings: Ratings, settings: Settings) -> Counts:
-        window = settings.close_window if settings.close_weight > 0 else 0
+        ties = settings.close_ties if settings.close_weight > 0 else None
         return Counts(
             movie_ids=ratings.movie_ids,
-            watch=CoWatch.of(ratings),
-            timeline=Timeline.of(ratings, window, settings.close_ties) if window else None,
+            watch=CoWatch.of(ratings, ties),
             support=column_counts(ratings.matrix),
         )
+
+
+def columns_of(movie_ids: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The matrix column of each id in `ids` (any shape; each one of movie_ids, ascending, or
+    -1, which maps to column 0): a table lookup when the ids are small (MovieLens), else a
+    binary search, which costs a cache miss per level on 6M ids."""
+    top = int(movie_ids[-1]) if len(movie_ids) else 0
+    if top >= _ID_TABLE:
+        return np.searchsorted(movie_ids, ids)
+    table = np.zeros(top + 1, np.int32)
+    table[movie_ids] = np.arange(len(movie_ids), dtype=np.int32)
+    return table[np.clip(ids, 0, top)].astype(np.int64)
+
+
+def best_k(
+    query_ids: NDArray[np.int64], cand_ids: NDArray[np.int64], score: NDArray[np.float64],
+    cos: NDArray[np.float64], k: int,
+) -> NDArray[np.int64]:
+    """`order_rows(query_ids, cand_ids, score, cos)[:, :k]`: the positions (b, min(k, m)) of
+    each row's k best columns, without ordering the rest.
+
+    Rows where exactly k columns score at least the k-th best order just those k; a row whose
+    k-th score is tied beyond the k-th place (or with fewer than k finite scores) is ordered
+    whole, as order_rows does.
+    """
+    b, m = score.shape
+    if k >= m:
+        return order_rows(query_ids, cand_ids, score, cos)
+    part = np.argpartition(-score, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(score, part, 1).min(axis=1)
+    plain = (score >= kth[:, None]).sum(axis=1) == k  # those k columns, and no tie beyond
+    out = np.empty((b, k), np.int64)
+    rows = np.flatnonzero(plain)
+    cols = part[rows]
+    picked = (np.take_along_axis(a[rows], cols, 1) for a in (cand_ids, score, cos))
+    out[rows] = np.take_along_axis(cols, order_rows(query_ids[rows], *picked), 1)
+    rows = np.flatnonzero(~plain)
+    out[rows] = order_rows(query_ids[rows], cand_ids[rows], score[rows], cos[rows])[:, :k]
+    return out
 
 
 def rerank(
@@ -356,43 +479,36 @@ def rerank(
 
     candidates: pools from `neighbors.topk` with k = pool (neighbor_ids -1 where short),
     scores = cosine. Deterministic and independent per query movie: shard freely.
-    emb: the embeddings the pools came from, only to order the work (queries with similar
-    vectors share candidates, which makes the co-watch counts several times cheaper); the
-    result does not depend on it. threads: blocks of queries re-ranked at once (default: the
-    BLAS thread limit in effect, as `neighbors.topk`); the result does not depend on it.
+    emb: unused (the counts cost the same in any order of the queries); `recipe.order` passes
+    it. threads: work done at once (default: the BLAS thread limit in effect, as
+    `neighbors.topk`); the result does not depend on it.
     """
     started = time.perf_counter()
-    watch, timeline = counts.watch, counts.timeline
-    window = settings.close_window if timeline is not None and settings.close_weight > 0 else 0
+    window = settings.close_window if settings.close_weight > 0 else 0
     pop = counts.support.astype(np.float64)
     movie_ids = counts.movie_ids
-    q_cols = np.searchsorted(movie_ids, candidates.movie_ids)
+    q_cols = columns_of(movie_ids, candidates.movie_ids)
     n, m = candidates.neighbor_ids.shape
     ids = np.full((n, k), -1, np.int64)
     scores = np.full((n, k), -np.inf, np.float32)
     cosine = np.full((n, k), -np.inf, np.float32)
     co = np.zeros((n, k), np.int32)
     close = np.zeros((n, k), np.int32)
-    if emb is not None and n > BLOCK:
-        work = locality_order(emb.vectors[np.searchsorted(emb.movie_ids, candidates.movie_ids)],
-                              BLOCK)
-    else:
-        work = np.arange(n)
+    threads = blas_threads() if threads is None else threads
+    every_valid = candidates.neighbor_ids >= 0
+    every_cand = np.where(every_valid, columns_of(movie_ids, candidates.neighbor_ids), -1)
+    together, every_near = counts.watch.counts(q_cols, every_cand, window, threads)
 
-    def one(sl: NDArray[np.int64]) -> None:  # rows `sl` of the outputs, nothing shared
+    def one(sl: slice) -> None:  # rows `sl` of the outputs, nothing shared
         cand_ids = candidates.neighbor_ids[sl]
-        valid = cand_ids >= 0
-        cands = np.where(valid, np.searchsorted(movie_ids, cand_ids), -1)
-        columns = pool_columns(cands)  # shared by both counts
-        counts = watch.counts(q_cols[sl], cands, columns)
-        near = (timeline.counts(q_cols[sl], cands, window, columns) if window
-                else np.zeros_like(counts))
+        valid, cands = every_valid[sl], every_cand[sl]
+        counts, near = together[sl], every_near[sl]
         cos = candidates.scores[sl].astype(np.float64)
         discount = pop[np.maximum(cands, 0)] ** settings.rerank_pop_power
         watchers = counts + settings.close_weight * near
         score = np.maximum(cos, 0.0) ** settings.rerank_cos_power * watchers / discount
         score = np.where(valid, score, -np.inf)
-        order = order_rows(candidates.movie_ids[sl], cand_ids, score, cos)[:, :k]
+        order = best_k(candidates.movie_ids[sl], cand_ids, score, cos, k)
         kk = order.shape[1]
         picked = np.take_along_axis(cand_ids, order, 1)
         ids[sl, :kk] = np.where(np.take_along_axis(valid, order, 1), picked, -1)
@@ -401,9 +517,8 @@ def rerank(
         co[sl, :kk] = np.take_along_axis(counts, order, 1)
         close[sl, :kk] = np.take_along_axis(near, order, 1)
 
-    blocks = [work[s : s + BLOCK] for s in range(0, n, BLOCK)]
-    threads = blas_threads() if threads is None else threads
-    if threads > 1 and len(blocks) > 1:  # scipy's sparse product releases the GIL
+    blocks = [slice(s, s + BLOCK) for s in range(0, n, BLOCK)]
+    if threads > 1 and len(blocks) > 1:  # numpy's sorts and gathers release the GIL
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, blocks))
     else:

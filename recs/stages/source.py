@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -37,6 +38,7 @@ from types import MappingProxyType
 import duckdb
 
 from recs.core.errors import InputError
+from recs.core.location import Bucket
 from recs.core.sql import connect, load_sql
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ ML100K_FILES = ("u.data", "u.item")
 ML100K_VERSION = 1
 DOWNLOAD_TIMEOUT_S = 60.0
 STALE_STAGING_S = 24 * 3600.0
+SOURCE_RECORD = "source.json"  # in a copy of bucket objects: the sha256 of each
 _CHUNK = 1 << 20
 _USAGE = "pass a MovieLens folder, a .zip of one, an http(s) URL of a zip, or an ml-100k folder"
 
@@ -181,6 +184,63 @@ def fetch_known(
             )
         _publish(root, entry)
     return entry, f"downloaded {url} and verified {name}"
+
+
+def from_bucket(bucket: Bucket, cache: Path) -> Path:
+    """The MovieLens files under `bucket.uri` copied into a verified cache entry.
+
+    The entry is keyed by the URI and the objects' ETags, so a changed object makes a new
+    entry; each file's sha256 is recorded in the entry's SOURCE_RECORD, and checked on every
+    cache hit. ml-100k's u.data and u.item are converted as for a local folder.
+    """
+    started = time.perf_counter()
+    cache = Path(cache).expanduser()
+    root = bucket.uri.key()
+    found = {info.key.rsplit("/", 1)[-1]: info for info in bucket.list(root)
+             if "/" not in info.key[len(root) + 1 if root else 0:]}
+    names = [n for n in (*(t + ext for t in TABLES for ext in FORMATS), *ML100K_FILES)
+             if n in found]
+    if not any(n.startswith("ratings.") or n == "u.data" for n in names):
+        raise InputError(
+            f"{bucket.uri}/: no ratings.csv (or ratings.parquet, or ml-100k u.data) under this "
+            "prefix; point --data at the prefix that holds ratings, movies and links"
+        )
+    tags = "".join(f"{n} {found[n].etag} {found[n].size}\n" for n in names)
+    key = hashlib.sha256(f"{bucket.uri}\n{tags}".encode()).hexdigest()[:16]
+    entry = cache / f"s3-{key}"
+    how = f"cache hit for {bucket.uri}"
+    if entry.is_dir():
+        _check_record(entry)
+    else:
+        with _staging(cache) as tmp:
+            record = {}
+            for name in names:
+                if bucket.download(found[name].key, tmp / name) is None:
+                    raise InputError(f"{bucket.uri}/{name}: removed while it was copied; run "
+                                     "again")
+                record[name] = sha256_file(tmp / name)
+            (tmp / SOURCE_RECORD).write_text(json.dumps(
+                {"uri": str(bucket.uri), "sha256": record}, indent=1, sort_keys=True))
+            _publish(tmp, entry)
+        how = f"copied {len(names)} objects from {bucket.uri}"
+    folder, converted = _as_latest(entry, cache, str(bucket.uri))
+    log.info("data: %s -> %s in %.2f s", f"{how}, {converted}" if converted else how, folder,
+             time.perf_counter() - started)
+    return folder
+
+
+def _check_record(entry: Path) -> None:
+    """InputError when a cached copy of bucket objects no longer has its recorded sha256."""
+    try:
+        record = json.loads((entry / SOURCE_RECORD).read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        record = None
+    bad = _pin_mismatches(entry, record) if isinstance(record, dict) else [SOURCE_RECORD]
+    if bad:
+        raise InputError(
+            f"{entry}: cached copy of bucket objects was altered ({', '.join(bad)} no longer "
+            f"match the recorded sha256); delete {entry} and run again"
+        )
 
 
 def _from_url(url: str, cache: Path, timeout: float) -> tuple[Path, str]:

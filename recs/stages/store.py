@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from pathlib import Path
 
 import lancedb
 import numpy as np
@@ -14,6 +13,7 @@ from lancedb.pydantic import LanceModel, Vector
 from numpy.typing import NDArray
 
 from recs.core.errors import InputError
+from recs.core.location import BucketURI, Location, lance_storage_options
 from recs.core.types import Embeddings
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,15 @@ def content_table(embeddings: Embeddings, movies: pa.Table) -> pa.Table:
     return pa.table([columns[f.name] for f in schema], schema=schema)
 
 
-def connect(db: Path):
-    """The LanceDB database at `db` (a local folder)."""
+def connect(db: Location):
+    """The LanceDB database at `db`: a local folder, or a bucket prefix (credentials and
+    endpoint from the AWS variables, see lance_storage_options)."""
+    if isinstance(db, BucketURI):
+        return lancedb.connect(str(db), storage_options=lance_storage_options())
     return lancedb.connect(str(db))
 
 
-def write_table(db: Path, name: str, rows: pa.Table):
+def write_table(db: Location, name: str, rows: pa.Table):
     """Replace table `name` with `rows` in one write; the previous version stays restorable."""
     started = time.perf_counter()
     conn = connect(db)
@@ -122,7 +125,7 @@ def vector_table(embeddings: Embeddings) -> pa.Table:
     })
 
 
-def open_table(db: Path, name: str):
+def open_table(db: Location, name: str):
     """An existing table, or InputError saying how to create it."""
     conn = connect(db)
     if name not in conn.list_tables().tables:

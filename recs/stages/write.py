@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
 import time
+import unicodedata
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -65,14 +70,19 @@ class FileLog:
         rel = Path(rel).as_posix()
         self.files[rel] = self._put(rel, data)
 
-    def write_many(self, items: list[tuple[str, bytes]], threads: int = 4) -> None:
+    def write_many(self, items: Iterable[tuple[str, bytes]], threads: int = 4) -> None:
         """`write` for many small files at once: the system calls run on `threads` threads
-        (they release the GIL), so file creation is not bound to one core's latency."""
-        chunks = [items[i : i + 512] for i in range(0, len(items), 512)]
+        (they release the GIL), so file creation is not bound to one core's latency. `items`
+        is taken 512 at a time and each chunk is written while the next one is made: given a
+        generator, making the payloads (Python, one core) overlaps writing them (the kernel,
+        the other core). Files are logged in the order of `items`."""
+        items = iter(items)
         with ThreadPoolExecutor(threads) as pool:
-            done = pool.map(lambda chunk: [self._put(*item) for item in chunk], chunks)
-            for chunk, metas in zip(chunks, done, strict=True):
-                for (rel, _), meta in zip(chunk, metas, strict=True):
+            pending = []
+            while chunk := list(itertools.islice(items, 512)):
+                pending.append((chunk, pool.submit(lambda c: [self._put(*i) for i in c], chunk)))
+            for chunk, done in pending:
+                for (rel, _), meta in zip(chunk, done.result(), strict=True):
                     self.files[rel] = meta
 
     def link(self, rel: str, existing: str) -> None:
@@ -81,7 +91,7 @@ class FileLog:
         self.files[rel] = dict(self.files[existing])
 
     def _put(self, rel: str, data: bytes) -> dict[str, Any]:
-        meta = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        meta = file_meta(data)
         if self.previous is not None and self.previous_files.get(rel) == meta:
             try:
                 os.link(f"{self.previous}/{rel}", f"{self.root}/{rel}", follow_symlinks=False)
@@ -101,6 +111,11 @@ class FileLog:
         finally:
             os.close(fd)
         return meta
+
+
+def file_meta(data: bytes) -> dict[str, Any]:
+    """A file's entry in the manifest: {"bytes": size, "sha256": hex digest}."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def genre_list(genres: str | None) -> list[str]:
@@ -222,7 +237,7 @@ def write_assets(written: FileLog) -> None:
     assets = resources.files("recs") / "assets"
     written.write("index.html", (assets / "index.html").read_bytes())
     (written.root / JSON_ROOT / "schema").mkdir()
-    for name in ("movie", "index", "changes"):
+    for name in ("movie", "index", "changes", "search"):
         rel = f"{JSON_ROOT.as_posix()}/schema/{name}.schema.json"
         written.write(rel, (assets / "schema" / f"{name}.schema.json").read_bytes())
 
@@ -348,17 +363,196 @@ def movie_payloads(
 
 
 def write_json_links(written: FileLog, movies: pa.Table, movie_ids: np.ndarray) -> None:
-    """json/v1/imdb/tt<id>.json links to the movie files already written, and
-    json/v1/index.json; movie_ids: the listed movies, ascending."""
+    """json/v1/imdb/tt<id>.json links to the movie files already written, json/v1/index.json
+    and the search shards (`write_json_index`); movie_ids: the listed movies, ascending."""
+    for alias, target in imdb_aliases(movies, movie_ids).items():
+        written.link(alias, target)
+    write_json_index(written, movies, movie_ids)
+
+
+def imdb_aliases(movies: pa.Table, movie_ids: np.ndarray) -> dict[str, str]:
+    """{json/v1/imdb/tt<id>.json: json/v1/movies/<movie_id>.json} for the listed movie_ids
+    (ascending). Two movies can share an IMDb id in links.csv: the lower movie id keeps it."""
     cards = _cards(movies)
-    ids = movie_ids.tolist()
-    imdb_written: set[int] = set()
-    for mid in ids:
+    aliases: dict[str, str] = {}
+    for mid in movie_ids.tolist():
         imdb = cards[mid]["imdb_id"]
-        # two movies can share an IMDb id in links.csv: the lower movie id keeps the name
-        if imdb is not None and imdb not in imdb_written:
-            imdb_written.add(imdb)
-            written.link(f"{JSON_ROOT.as_posix()}/imdb/{imdb_key(int(imdb))}.json",
-                         movie_file(mid))
-    index = [{"movie_id": m, "title": cards[m]["title"], "year": cards[m]["year"]} for m in ids]
+        if imdb is not None:
+            aliases.setdefault(f"{JSON_ROOT.as_posix()}/imdb/{imdb_key(int(imdb))}.json",
+                               movie_file(mid))
+    return aliases
+
+
+def write_json_index(written: FileLog, movies: pa.Table, movie_ids: np.ndarray) -> None:
+    """json/v1/index.json and the search shards (`write_search_index`) of the listed movies."""
+    cards = _cards(movies)
+    index = [{"movie_id": m, "title": cards[m]["title"], "year": cards[m]["year"]}
+             for m in movie_ids.tolist()]
     written.write(JSON_ROOT / "index.json", dumps({"version": 1, "movies": index}))
+    write_search_index(written, index)
+
+
+# The search index (docs/output-contract.md, "Search shards"): a tree of shards keyed by the
+# start of a title word. A shard with at most SEARCH_LEAF titles lists them all; a bigger one
+# lists its first SEARCH_HEAD, names the longer keys it splits into, and keeps the titles no
+# longer key holds (the word is the key itself) in pages of SEARCH_LEAF.
+SEARCH_LEAF = 400  # titles a shard lists in full; also titles per page
+SEARCH_HEAD = 20  # titles a split shard lists: the demo page's LIMIT
+SEARCH_DEPTH = 16  # longest key in characters (file names stay short); such a shard never splits
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+
+
+def title_words(title: str) -> list[str]:
+    """The words a title is found by, in title order: runs of letters and digits after NFKD,
+    dropping combining marks and lower-casing (str.lower, the demo page's toLowerCase; not
+    casefold, which JavaScript lacks). 'Léon: The Professional (1994)' -> ['leon', 'the',
+    'professional', '1994']. The demo page cuts a query with the same rules (its `words`)."""
+    if title.isascii():  # no marks, NFKD changes nothing: the common case, 10x faster
+        return _ASCII_WORD.findall(title.lower())
+    kept = (c for c in unicodedata.normalize("NFKD", title) if unicodedata.category(c)[0] != "M")
+    # lower-cased before the punctuation goes, as on the page: a final sigma depends on it
+    text = "".join(kept).lower()
+    return "".join(ch if unicodedata.category(ch)[0] in "LN" else " " for ch in text).split()
+
+
+def search_file(key: str, page: int = 0) -> str:
+    """Path of the shard `key` ('' is the root: json/v1/search.json), or of its page (1, 2, ...).
+
+    The key percent-encoded as UTF-8 with '%' written as '_' (the demo page's
+    encodeURIComponent(key).replace(/%/g, "_")): only [a-z0-9_] reach the file name."""
+    if not key:
+        return f"{JSON_ROOT.as_posix()}/search.json"
+    name = quote(key, safe="").replace("%", "_")
+    return f"{JSON_ROOT.as_posix()}/search/{name}{f'.{page}' if page else ''}.json"
+
+
+class _Postings:
+    """Every (word, title) pair of a catalogue, for slicing by key prefix. Titles are rows of
+    the catalogue (ascending movie id), so sets of them are sorted row arrays.
+
+    words: the distinct words, sorted by code point, so the words starting with a key are one
+    range of them; rows: title rows by (word, row), word_start[w]:word_start[w + 1] being word
+    w's; first: per row, the index of its title's first word (-1: none)."""
+
+    def __init__(self, titles: list[str]) -> None:
+        split = [title_words(t) for t in titles]
+        self.words = sorted({w for ws in split for w in ws})
+        at = {w: i for i, w in enumerate(self.words)}
+        word_of = np.fromiter((at[w] for ws in split for w in ws), np.int64)
+        row_of = np.repeat(np.arange(len(titles), dtype=np.int64), [len(ws) for ws in split])
+        span = len(titles) + 1
+        # one int64 per pair, ordered by (word, row); a word twice in a title counts once
+        word_of, self.rows = np.divmod(_distinct(word_of * span + row_of), span)
+        self.word_start = np.searchsorted(word_of, np.arange(len(self.words) + 1))
+        self.first = np.array([at[ws[0]] if ws else -1 for ws in split], dtype=np.int64)
+        self._seen = np.zeros(len(titles), dtype=bool)
+
+    def titles(self, lo: int, hi: int) -> np.ndarray:
+        """Rows of the titles with a word in words[lo:hi], ascending."""
+        rows = self.rows[self.word_start[lo] : self.word_start[hi]]
+        if len(rows) * 16 < len(self._seen):  # few: sorting them beats a pass over every row
+            return _distinct(rows)
+        self._seen[rows] = True
+        found = np.flatnonzero(self._seen)
+        self._seen[found] = False
+        return found
+
+    def display_order(self, rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """`rows` (ascending) with the titles whose first word is in words[lo:hi] first."""
+        starts = (self.first[rows] >= lo) & (self.first[rows] < hi)
+        return np.concatenate([rows[starts], rows[~starts]])
+
+    def splits(self, key: str, lo: int, hi: int) -> list[tuple[str, int, int]]:
+        """(next character, lo, hi) per longer key under `key`: words[lo:hi] all start with
+        `key`, so the words continuing with one character are a run of them."""
+        depth, found = len(key), []
+        for i in range(lo, hi):
+            if len(self.words[i]) > depth:
+                char = self.words[i][depth]
+                if found and found[-1][0] == char:
+                    found[-1][2] = i + 1
+                else:
+                    found.append([char, i, i + 1])
+        return [(c, a, b) for c, a, b in found]
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending: np.unique without numpy 2.4's hash-based pass, which
+    was 75x slower on 3.4 million int64 here."""
+    ordered = np.sort(values)
+    if not len(ordered):
+        return ordered
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def search_entry(movie_id: int, title: str, year: int | None) -> str:
+    """dumps({"movie_id", "title", "year"}) as text, without a dumps call per title (10^6
+    of them at a million titles)."""
+    return (f'{{"movie_id":{int(movie_id)},"title":{_ENCODER.encode(title)},'
+            f'"year":{"null" if year is None else int(year)}}}')
+
+
+def search_files(
+    entries: list[dict[str, Any]], leaf: int = SEARCH_LEAF, head: int = SEARCH_HEAD
+) -> list[tuple[str, bytes]]:
+    """(path, bytes) of every search shard and page for `entries` (index.json's movies:
+    movie_id, title, year; ascending movie_id), in path order.
+
+    Shard: {"key", "count", "children", "pages", "movies"}: `count` titles have a word
+    starting with `key`; `movies` lists all of them (count <= leaf, or at SEARCH_DEPTH) or the
+    first `head`, titles whose first word starts with `key` first, then by movie id;
+    `children`: the characters that continue `key` into a longer shard; `pages`: how many
+    page files hold the titles no child holds. Page: {"key", "page", "movies"}, by movie id.
+    A title with no letter or digit is in no shard.
+    """
+    frags = [search_entry(e["movie_id"], e["title"], e["year"]) for e in entries]
+    postings = _Postings([e["title"] for e in entries])
+    files: list[tuple[str, bytes]] = []
+    todo = [("", 0, len(postings.words))]  # (key, lo, hi): words[lo:hi] start with key
+    while todo:
+        key, lo, hi = todo.pop()
+        shard, listed, pages, children = _shard(postings, key, lo, hi, leaf, head)
+        files.append((search_file(key), _with_movies(shard, listed, frags)))
+        files += [(search_file(key, n), _with_movies({"key": key, "page": n}, part, frags))
+                  for n, part in enumerate(pages, 1)]  # fmt: skip
+        todo += [(key + char, a, b) for char, a, b in children]
+    return sorted(files)
+
+
+def _shard(
+    postings: _Postings, key: str, lo: int, hi: int, leaf: int, head: int
+) -> tuple[dict[str, Any], np.ndarray, list[np.ndarray], list[tuple[str, int, int]]]:
+    """Shard `key` (words[lo:hi] start with it): its members but "movies", the rows it lists,
+    the rows of each of its pages, and its children as (character, lo, hi)."""
+    found = postings.titles(lo, hi)
+    order = postings.display_order(found, lo, hi)
+    children = postings.splits(key, lo, hi)
+    if len(found) <= leaf or len(key) >= SEARCH_DEPTH:
+        listed, children, rest = order, [], found[:0]
+    else:  # the word `key` itself, if a title has it, sorts first among words[lo:hi]
+        listed, exact = order[:head], postings.words[lo] == key
+        rest = (np.setdiff1d(postings.titles(lo, lo + 1), postings.titles(lo + 1, hi),
+                             assume_unique=True) if exact else found[:0])  # fmt: skip
+    pages = [rest[i : i + leaf] for i in range(0, len(rest), leaf)]
+    shard = {"key": key, "count": len(found), "children": [c for c, _, _ in children],
+             "pages": len(pages)}  # fmt: skip
+    return shard, listed, pages, children
+
+
+def _with_movies(obj: dict[str, Any], rows: np.ndarray, frags: list[str]) -> bytes:
+    """dumps({**obj, "movies": [the entries at `rows`]}), spliced from each entry's JSON."""
+    movies = ",".join([frags[r] for r in rows.tolist()])
+    return f'{{{_fragment(obj)},"movies":[{movies}]}}'.encode()
+
+
+def write_search_index(written: FileLog, entries: list[dict[str, Any]]) -> None:
+    """json/v1/search.json and json/v1/search/*.json for index.json's `entries`."""
+    started = time.perf_counter()
+    (written.root / JSON_ROOT / "search").mkdir()
+    files = search_files(entries)
+    written.write_many(files)
+    log.info("wrote %d search shards for %d titles in %.2f s", len(files), len(entries),
+             time.perf_counter() - started)

@@ -6,6 +6,15 @@ tmdb ids. Users and movies carry latent taste vectors drawn around a few taste c
 movies a user rates and how she rates them both follow those vectors, so collaborative filtering
 has real signal to find. Everything comes from one seeded generator: same arguments, same bytes.
 
+Three options make the data harder to process without changing its size or popularity skew (an
+unsorted warehouse export): order "random" shuffles the rows (default "user": by user, then
+movie, as MovieLens ships them; "user-time": by user, then time), times "random" draws each
+rating's time uniformly over 1996-2023 (default "phases": each user's own window, tastes in
+phases), and clusters=False draws tastes without taste clusters (movies picked by popularity
+alone). The options draw from a stream of their own, so with the defaults the bytes are those
+of a generator without options, and only what an option changes differs: random order holds
+the same rows, random times the same (user, movie, rating) triplets.
+
 fmt="parquet" writes the same tables as ratings.parquet, movies.parquet and links.parquet, with
 the types a warehouse export would hold: ids INTEGER, rating DOUBLE, timestamp BIGINT (Unix
 seconds), imdbId VARCHAR (7 digits, leading zeros kept), tmdbId BIGINT (null where the CSV's is
@@ -58,37 +67,53 @@ _TASTE = 1.6
 
 
 FORMATS = ("csv", "parquet")
+ORDERS = ("user", "user-time", "random")  # rows: by (user, movie), by (user, time), shuffled
+TIMES = ("phases", "random")  # rating times: per-user windows in taste phases, or uniform
 
 
 def write_synthetic(
-    out: Path, users: int, movies: int, ratings: int, seed: int = 0, fmt: str = "csv"
+    out: Path, users: int, movies: int, ratings: int, seed: int = 0, fmt: str = "csv", *,
+    order: str = "user", times: str = "phases", clusters: bool = True,
 ) -> dict:
     """Write ratings.csv, movies.csv and links.csv of a synthetic MovieLens folder into `out`
     (fmt "parquet": ratings.parquet, movies.parquet, links.parquet with the same contents).
 
     users: distinct userIds (1..users, every one with at least a few ratings); movies: rows of
     movies.csv (ids sparse, up to ~3x `movies`); ratings: rows of ratings.csv, no (user, movie)
-    pair twice. Files are byte-identical for the same arguments. Returns the counts, the seed,
-    the files written and the seconds taken. Raises ValueError when the counts cannot fit, or
+    pair twice. order, times, clusters: see the module doc. Files are byte-identical for the
+    same arguments. Returns the counts, the seed, the options, the files written and the
+    seconds taken. Raises ValueError when the counts cannot fit, for an unknown option, or
     when `out` holds files of the other format (a folder must not hold both for a table).
     """
     started = time.perf_counter()
     min_per_user = _check_counts(users, movies, ratings)
     _check_format(out, fmt)
+    _check_choice("order", order, ORDERS)
+    _check_choice("times", times, TIMES)
     rng = np.random.default_rng(seed)
-    model = _latent_model(rng, users, movies)
+    model = _latent_model(rng, users, movies, clusters)
     per_user = _activity(rng, users, movies, ratings, min_per_user)
     user_idx, movie_idx = _sample_pairs(rng, model, per_user)
     stars = _stars(rng, model, user_idx, movie_idx)
     stamps = _timestamps(rng, model, user_idx, movie_idx)
     movie_ids = _movie_ids(rng, movies)
+    options = {"order": order, "times": times, "clusters": clusters}
+    layout = np.random.default_rng([seed, 1])  # the options' own stream (module doc)
+    if times == "random":
+        stamps = layout.integers(_START, _END, len(stamps), dtype=np.int64)
+    rows = _row_order(layout, order, user_idx, movie_idx, stamps)
+    if rows is not None:
+        user_idx, movie_idx, stars, stamps = (
+            column[rows] for column in (user_idx, movie_idx, stars, stamps)
+        )
+        del rows
 
     out.mkdir(parents=True, exist_ok=True)
     files = {name: out / f"{name}.{fmt}" for name in ("ratings", "movies", "links")}
     if fmt == "parquet":
         _write_parquet(files, user_idx, movie_ids[movie_idx], stars, stamps,
                        _movie_rows(rng, model, movie_ids), _link_rows(rng, movie_ids))
-        return _done(files, users, movies, ratings, seed, started)
+        return _done(files, users, movies, ratings, seed, options, started)
     ratings_table = pa.table({
         "userId": pa.array(user_idx + 1, pa.int32()),
         "movieId": pa.array(movie_ids[movie_idx], pa.int32()),
@@ -101,11 +126,12 @@ def write_synthetic(
     del ratings_table, user_idx, movie_idx, stars, stamps
     _write_text_csv("movieId,title,genres", _movie_rows(rng, model, movie_ids), files["movies"])
     _write_text_csv("movieId,imdbId,tmdbId", _link_rows(rng, movie_ids), files["links"])
-    return _done(files, users, movies, ratings, seed, started)
+    return _done(files, users, movies, ratings, seed, options, started)
 
 
 def _done(
-    files: dict[str, Path], users: int, movies: int, ratings: int, seed: int, started: float
+    files: dict[str, Path], users: int, movies: int, ratings: int, seed: int, options: dict,
+    started: float,
 ) -> dict:
     """write_synthetic's report, logged."""
     out = files["ratings"].parent
@@ -115,7 +141,7 @@ def _done(
         ratings, users, movies, out, seconds,
     )
     return {
-        "users": users, "movies": movies, "ratings": ratings, "seed": seed,
+        "users": users, "movies": movies, "ratings": ratings, "seed": seed, **options,
         "files": {name: str(path) for name, path in files.items()}, "seconds": round(seconds, 3),
     }
 
@@ -134,6 +160,25 @@ def _check_format(out: Path, fmt: str) -> None:
         )
 
 
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """ValueError unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _row_order(
+    rng: np.random.Generator, order: str, user_idx: NDArray[np.int32],
+    movie_idx: NDArray[np.int32], stamps: NDArray[np.int64],
+) -> NDArray[np.int64] | None:
+    """The permutation that puts the rows (sorted by user, then movie) in `order`; None for
+    "user", the order they are in."""
+    if order == "random":
+        return rng.permutation(len(user_idx))
+    if order == "user-time":
+        return np.lexsort((movie_idx, stamps, user_idx))
+    return None
+
+
 def _check_counts(users: int, movies: int, ratings: int) -> int:
     """The minimum ratings per user; ValueError when the counts cannot make a dataset."""
     if users < 1 or movies < 2 or ratings < users:
@@ -150,8 +195,13 @@ def _check_counts(users: int, movies: int, ratings: int) -> int:
     return int(np.clip(ratings // users // 5, 1, 20))
 
 
-def _latent_model(rng: np.random.Generator, users: int, movies: int) -> dict:
+def _latent_model(
+    rng: np.random.Generator, users: int, movies: int, clustered: bool = True
+) -> dict:
     """Taste clusters, latent vectors, biases and per-cluster movie choice distributions.
+
+    clustered=False: every cluster centre is the origin, so tastes are each one's own noise
+    and every cluster picks movies by popularity alone (the same draws are made either way).
 
     Shapes: user_vec (users, dim), movie_vec (movies, dim), choice_cdf (clusters, movies),
     user_clusters (users, 2) primary and secondary cluster, movie_cluster (movies,).
@@ -160,6 +210,8 @@ def _latent_model(rng: np.random.Generator, users: int, movies: int) -> dict:
     dim = 12
     clusters = int(np.clip(movies // 50, 2, 24))
     centers = rng.normal(0.0, 1.0, (clusters, dim))
+    if not clustered:
+        centers[:] = 0.0
     movie_cluster = rng.integers(0, clusters, movies)
     movie_vec = centers[movie_cluster] + rng.normal(0.0, 0.6, (movies, dim))
     user_clusters = rng.integers(0, clusters, (users, 2))
