@@ -395,7 +395,7 @@ def report(results: dict) -> str:
             lines.append(f"| {name} | {stage} | {seconds:.3f} | {seconds / job['wall']:.0%} "
                          f"| {fmt(rate, '', 0)} | {floor} |")
         rest = job["wall"] - sum(float(v) for v in job["stages"].values())
-        lines.append(f"| {name} | (wall − stages: start, imports, glue) | {rest:.3f} "
+        lines.append(f"| {name} | (wall − stages: start, imports, glue, publish) | {rest:.3f} "
                      f"| {rest / job['wall']:.0%} | | |")
         if job.get("manifest_peak_rss"):
             lines.append(f"| {name} | (manifest peak RSS) | "

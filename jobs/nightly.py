@@ -182,7 +182,9 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
             }
             report.counts.update(manifest["counts"])
             write.FileLog(stage).write("manifest.json", write.dumps(manifest))
-            run_dir = publish.publish(out, stage, run_id)
+            # a local LanceDB folder may sit on another file system: flush it too
+            run_dir = publish.publish(out, stage, run_id,
+                                      also=(db,) if isinstance(db, Path) else ())
         report_up = None
         if out_bucket:
             with stages("upload"):

@@ -287,7 +287,9 @@ def processes_with(marker: str) -> list[str]:
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
             stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")[:80]
+            # the program's own name, not a cut of its path: venv paths can be long (CI's)
+            argv0, _, rest = (entry / "cmdline").read_bytes().partition(b"\0")
+            command = (argv0.rsplit(b"/", 1)[-1] + b" " + rest.replace(b"\0", b" "))[:80]
         except OSError:  # gone meanwhile, or not ours to read
             continue
         if marker.encode() in environ and stat[stat.rindex(")") + 2] != "Z":
