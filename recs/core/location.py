@@ -36,9 +36,6 @@ class BucketURI:
         """The object key of `rel` (a POSIX path relative to the prefix)."""
         return "/".join(p for p in (self.prefix, rel.strip("/")) if p)
 
-    def child(self, rel: str) -> BucketURI:
-        return BucketURI(self.bucket, self.key(rel))
-
     def __str__(self) -> str:
         return f"{SCHEME}://{self.bucket}/{self.prefix}".rstrip("/")
 
