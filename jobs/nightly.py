@@ -11,7 +11,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -160,7 +160,7 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
                 changes = write.write_changes(written, run_id, served)
                 if settings.precompress:
                     write.precompress(written)
-            with (stages("lancedb"), db_faults(db, out),
+            with (stages("lancedb"), publish.environment_faults(db, "--db", out),
                   lease.db_lock(db, remote.get(db), run_id)):
                 table = store.write_table(db, settings.table, store.content_table(emb, movies))
             manifest = {
@@ -189,7 +189,7 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
         if out_bucket:
             with stages("upload"):
                 report_up = upload.publish_to_bucket(
-                    out_bucket, out_at, run_dir, manifest, settings.cache_control,
+                    out_bucket, out_at, run_dir, manifest, served, settings.cache_control,
                     lease_held.check, done, len(sent))
         with publish.housekeeping(out, "--out", out, run_id):
             history.add_to_history(out, run_dir, started_at.date())
@@ -261,11 +261,6 @@ def out_lease(bucket: Bucket | None, run_id: str) -> Iterator[lease.Lease | None
     with lease.lease(bucket, bucket.uri.key(".lock"), run_id, str(bucket.uri)) as held:
         yield held
 
-
-def db_faults(db: Location, out: Path):
-    """A full or read-only local database folder as one line (a bucket's faults are
-    already one line, from the engine)."""
-    return publish.environment_faults(db, "--db", out) if isinstance(db, Path) else nullcontext()
 
 
 def _input_counts(ratings, movies, emb, lists) -> dict[str, int]:

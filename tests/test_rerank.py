@@ -188,13 +188,19 @@ def test_close_watchers_never_span_two_users():
     assert tl.counts(np.array([1, 2]), np.array([[2, 0], [1, 3]]), 3).tolist() == [[0, 1], [0, 1]]
 
 
+def random_histories(rng, users: int, movies: int, most: int, times: int):
+    """Per user, up to `most` distinct movies (< `movies`), each at a time in [0, times)."""
+    histories = []
+    for _ in range(users):
+        seen = rng.choice(movies, size=rng.integers(1, most), replace=False)
+        histories.append([(int(c), int(t)) for c, t in zip(seen, rng.integers(0, times, len(seen)),
+                                                           strict=True)])
+    return histories
+
+
 def test_close_watchers_equal_a_brute_force_count():
     rng = np.random.default_rng(11)
-    histories = []
-    for _ in range(40):
-        movies = rng.choice(30, size=rng.integers(1, 20), replace=False)
-        histories.append([(int(c), int(t)) for c, t in zip(movies, rng.integers(0, 8, len(movies)),
-                                                           strict=True)])
+    histories = random_histories(rng, users=40, movies=30, most=20, times=8)
     tl = rerank.Timeline.of(timed_ratings(histories, 30), pad=4)
     rows = np.arange(30)
     cands = rng.integers(-1, 30, (30, 9))
@@ -210,11 +216,7 @@ def test_close_watchers_equal_a_brute_force_count():
 def test_co_watch_counts_close_watchers_as_the_timeline_does(ties, lookups, monkeypatch):
     monkeypatch.setattr(rerank, "_LOOKUPS", lookups)
     rng = np.random.default_rng(13)
-    histories = []
-    for _ in range(60):
-        movies = rng.choice(40, size=rng.integers(1, 30), replace=False)
-        histories.append([(int(c), int(t)) for c, t in zip(movies, rng.integers(0, 9, len(movies)),
-                                                           strict=True)])
+    histories = random_histories(rng, users=60, movies=40, most=30, times=9)
     r = timed_ratings(histories, 40)
     rows = np.arange(40)
     cands = rng.integers(-1, 40, (40, 11))

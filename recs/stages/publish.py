@@ -30,7 +30,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -376,14 +376,18 @@ OPERATIONAL = {"data", "cache", "db", "table", "out", "batch_size", "threads",
 
 @contextmanager
 def environment_faults(
-    folder: Path, flag: str, out: Path, *, after: str | None = None
+    folder: Location, flag: str, out: Path, *, after: str | None = None
 ) -> Iterator[None]:
     """Turn a full, over-quota or read-only `folder` (the one set by `flag`, --out or --db)
-    into EnvironmentFaultError with one line; other errors pass through unchanged.
+    into EnvironmentFaultError with one line; other errors pass through unchanged. A bucket's
+    faults are already one line (from the object-store engine): nothing to do for them.
 
     `out`: the output folder, whose `latest` manifest says how much the last run's files
     took. `after`: the run id when the fault comes after `latest` switched to it.
     """
+    if not isinstance(folder, Path):
+        yield
+        return
     try:
         yield
     except OSError as err:
@@ -579,8 +583,7 @@ def housekeeping(folder: Location, flag: str, out: Path, run_id: str) -> Iterato
     read-only folder (or an object store that cannot be reached) is logged as a warning,
     since the run is published; the next run that finds the fault still in place stops on it."""
     try:
-        with (environment_faults(folder, flag, out, after=run_id)
-              if isinstance(folder, Path) else nullcontext()):
+        with environment_faults(folder, flag, out, after=run_id):
             yield
     except EnvironmentFaultError as err:
         log.warning("%s", err)

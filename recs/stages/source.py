@@ -88,6 +88,11 @@ def sha256_file(path: Path, chunk_size: int = _CHUNK) -> str:
     return digest.hexdigest()
 
 
+def cache_entry(cache: Path, kind: str, key: str) -> Path:
+    """The cache folder <kind>-<16 hex of sha256(key)>: one entry per distinct key."""
+    return cache / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
 def dataset_files(folder: Path) -> dict[str, Path]:
     """The input files a run reads from a MovieLens-latest folder: {file name: path}.
 
@@ -206,8 +211,7 @@ def from_bucket(bucket: Bucket, cache: Path) -> Path:
             "prefix; point --data at the prefix that holds ratings, movies and links"
         )
     tags = "".join(f"{n} {found[n].etag} {found[n].size}\n" for n in names)
-    key = hashlib.sha256(f"{bucket.uri}\n{tags}".encode()).hexdigest()[:16]
-    entry = cache / f"s3-{key}"
+    entry = cache_entry(cache, "s3", f"{bucket.uri}\n{tags}")
     how = f"cache hit for {bucket.uri}"
     if entry.is_dir():
         _check_record(entry)
@@ -247,7 +251,7 @@ def _from_url(url: str, cache: Path, timeout: float) -> tuple[Path, str]:
     if not url.lower().startswith(("http://", "https://")):
         raise InputError(f"{url}: only http:// and https:// URLs are supported; {_USAGE}")
     # keyed by URL: a URL is fetched once, later runs reuse the entry without the network
-    entry = cache / f"url-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    entry = cache_entry(cache, "url", url)
     how = f"cache hit for {url}"
     if not entry.is_dir():
         with _staging(cache) as tmp:
@@ -310,8 +314,7 @@ def _convert_ml100k(folder: Path, cache: Path, source: str) -> tuple[Path, str]:
             "it needs u.data and u.item as GroupLens ships them"
         )
     sums = "".join(f"{sha256_file(folder / n)}  {n}\n" for n in ML100K_FILES)
-    key = hashlib.sha256(f"ml100k-v{ML100K_VERSION}\n{sums}".encode()).hexdigest()[:16]
-    entry = cache / f"ml100k-{key}"
+    entry = cache_entry(cache, "ml100k", f"ml100k-v{ML100K_VERSION}\n{sums}")
     if entry.is_dir():
         return entry, "cache hit for its conversion"
     with _staging(cache) as tmp:

@@ -95,11 +95,14 @@ def begin_upload(bucket: Bucket, out: BucketURI, run_id: str, keys: set[str]) ->
 
 def publish_to_bucket(
     bucket: Bucket, out: BucketURI, run_dir: Path, manifest: dict[str, Any],
-    cache_control: str, guard: Any = None, done: Collection[str] = (), sent: int = 0,
+    served: dict[str, Any] | None, cache_control: str, guard: Any = None,
+    done: Collection[str] = (), sent: int = 0,
 ) -> UploadReport:
     """Upload the published local run `run_dir` to OUT (see the module docstring).
 
-    manifest: the run's manifest (its "files" map rel -> {bytes, sha256}). guard: called
+    manifest: the run's manifest (its "files" map rel -> {bytes, sha256}). served: the
+    committed manifest the run started from (`remote_manifest`, read under the lease, so
+    still current). guard: called
     before each commit step; raises to stop (a lost lease). done: files the cluster's
     workers already handled (absent from `run_dir`), `sent` of them uploaded. Returns what
     was uploaded.
@@ -107,8 +110,7 @@ def publish_to_bucket(
     started = time.perf_counter()
     check = guard or (lambda: None)
     run_id, files = manifest["run_id"], manifest["files"]
-    before = remote_manifest(bucket, out)
-    old = before["files"] if before else {}
+    old = served["files"] if served else {}
     pending = _pending(bucket, out)
     changed = sorted(rel for rel, meta in files.items()
                      if rel not in done and (old.get(rel) != meta or rel in pending))
