@@ -25,7 +25,7 @@ from recs.core.settings import Settings  # noqa: E402
 from recs.stages import recipe  # noqa: E402
 
 FIELDS = ("movie_ids", "neighbor_ids", "scores")
-RANKED = FIELDS + ("cosine", "co_watchers", "close_watchers")
+RANKED = FIELDS + ("cosine", "co_watchers", "close_watchers", "next_watchers")
 
 
 def save(size: str, out: Path, engine: str, batch_size: int, threads: int) -> None:

@@ -35,11 +35,14 @@ from recs.stages.source import resolve_data
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GRID = {
-    "close_window": (1, 3, 5, 10),
-    "close_weight": (0.0, 1.0, 3.0, 10.0),
-    "rerank_cos_power": (0.5, 1.0),
-    "rerank_pop_power": (0.2, 0.3, 0.4),
-    "pool": (100, 200),
+    "close_window": (1, 3, 5),
+    "close_weight": (0.0, 3.0, 5.0),
+    "rerank_cos_power": (0.25, 0.5),
+    "rerank_pop_power": (0.2, 0.3),
+    "pool": (50, 100, 200),
+    "next_window": (1, 3),
+    "next_weight": (0.0, 3.0),
+    "next_pool": (0, 50),
 }
 
 
@@ -58,7 +61,8 @@ def validation_pools(folder: Path, max_pool: int, settings: Settings):
     val = validation_split(next_watch_split(events).train)
     ratings = events_matrix(val.train)
     wide = settings.model_copy(update={"pool": max_pool,
-                                       "close_window": max(GRID["close_window"])})
+                                       "close_window": max(GRID["close_window"]),
+                                       "next_window": max(GRID["next_window"])})
     prep = recipe.prepare(ratings, embed(ratings, wide), wide)
     asked = np.isin(ratings.movie_ids[prep.queries], val.queries)
     prep = dataclasses.replace(prep, queries=prep.queries[asked])  # only validation queries
@@ -91,6 +95,9 @@ def grid(prepared: list[tuple], base: Settings) -> list[tuple]:
         point = dict(zip(keys, values, strict=True))
         if point["close_weight"] == 0 and point["close_window"] != GRID["close_window"][0]:
             continue  # the window does nothing without weight
+        if (point["next_weight"] == 0 and point["next_pool"] == 0
+                and point["next_window"] != GRID["next_window"][0]):
+            continue  # nor the next window without weight or pool
         settings = base.model_copy(update=point)
         hrs, no_tie = [], []
         for _, val, prep, pools, _ in prepared:

@@ -302,11 +302,13 @@ def _write_outputs(
     threads: int,
 ) -> None:
     shared_genres = write.SharedGenres()  # Parquet and JSON show the same shared genres per pair
-    write.write_parquet(written, "recommendations.parquet",
-                        write.recommendations_table(lists, movies, shared_genres))
-    write.write_parquet(written, "movies.parquet", write.movies_table(movies, lists))
-    write.write_parquet(written, "embeddings.parquet", store.vector_table(emb))
-    write.write_json(written, movies, lists, shared_genres, threads)
+    with write.parquet_beside(written, {  # the tables are made while the JSON is
+        "recommendations.parquet": lambda: write.recommendations_table(lists, movies,
+                                                                       shared_genres),
+        "movies.parquet": lambda: write.movies_table(movies, lists),
+        "embeddings.parquet": lambda: store.vector_table(emb),
+    }):
+        write.write_json(written, movies, lists, shared_genres, threads)
     write.write_assets(written)
 
 

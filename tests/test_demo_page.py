@@ -47,14 +47,15 @@ MOVIES = {  # movie_id: (title, year, genres, imdb_id, tmdb_id)
     3114: ("Toy Story 2 (1999)", 1999, ["Adventure", "Animation", "Children"], 120363, 863),
     4000: ("Matrix, The (1999)", 1999, ["Action", "Sci-Fi"], 133093, 603),  # article last
 }
-LISTS = {  # movie_id: [(neighbour id, score, co_watchers, close_watchers)], rank = position + 1
-    1: [(3114, 0.8312, 97, 31), (7, 0.41234, 1, 1), (5, 0.2, 12, 0)],
-    2: [(1, 0.5, 40, 9), (3114, 0.4, 30, 2)],
-    5: [(1, 0.2, 12, 0)],
-    6: [(2, 0.1, 3, 1)],
-    7: [(1, 0.41234, 1, 1)],
-    3114: [(1, 0.8312, 97, 31), (2, 0.4, 30, 2)],
-    4000: [(6, 0.3, 5, 2)],
+LISTS = {  # movie_id: [(neighbour id, score, co_watchers, close_watchers, next_watchers)],
+    # rank = position + 1
+    1: [(3114, 0.8312, 97, 31, 20), (7, 0.41234, 1, 1, 0), (5, 0.2, 12, 0, 3)],
+    2: [(1, 0.5, 40, 9, 4), (3114, 0.4, 30, 2, 1)],
+    5: [(1, 0.2, 12, 0, 2)],
+    6: [(2, 0.1, 3, 1, 1)],
+    7: [(1, 0.41234, 1, 1, 1)],
+    3114: [(1, 0.8312, 97, 31, 11), (2, 0.4, 30, 2, 0)],
+    4000: [(6, 0.3, 5, 2, 2)],
 }
 
 
@@ -113,9 +114,9 @@ def build_run_folder(root: Path) -> Path:
     for movie_id, neighbours in LISTS.items():
         similar = [
             {"rank": rank, **movie_fields(other), "score": score, "co_watchers": co,
-             "close_watchers": close,
+             "close_watchers": close, "next_watchers": later,
              "shared_genres": sorted(set(MOVIES[movie_id][2]) & set(MOVIES[other][2]))}
-            for rank, (other, score, co, close) in enumerate(neighbours, start=1)
+            for rank, (other, score, co, close, later) in enumerate(neighbours, start=1)
         ]  # fmt: skip
         payload = {**movie_fields(movie_id), "similar": similar}
         write_json(v1 / "movies" / f"{movie_id}.json", payload)
@@ -389,14 +390,15 @@ def test_type_a_title_pick_it_and_see_its_list(page: Page, base_url: str, artifa
     assert rows == [
         {"rank": "1.", "title": "Toy Story 2 (1999)", "href": "#movie=3114", "score": "0.831",
          "co": "97 people watched both",
-         "why": "97 people watched both · 31 right after one another",
+         "why": "97 people watched both · 31 right after one another · 20 watched it next",
          "shared": ["Adventure", "Animation", "Children"],
          "imdb": "https://www.imdb.com/title/tt0120363/"},
         {"rank": "2.", "title": TRICKY, "href": "#movie=7", "score": "0.412",
          "co": "1 person watched both", "why": "1 person watched both · 1 right after one another",
          "shared": [], "imdb": None},
         {"rank": "3.", "title": "Babes in Toyland (1961)", "href": "#movie=5", "score": "0.200",
-         "co": "12 people watched both", "why": "12 people watched both",  # 0 close: not shown
+         "co": "12 people watched both",  # 0 close: not shown
+         "why": "12 people watched both · 3 watched it next",
          "shared": ["Children"], "imdb": "https://www.imdb.com/title/tt0054649/"},
     ]  # fmt: skip
     imdb_of_movie = page.js("document.querySelector('#movie-meta a.imdb').href")

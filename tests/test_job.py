@@ -13,14 +13,20 @@ from helpers import REPO, check_json_files, isolate_env, run_tiny, two_groups, w
 pytestmark = pytest.mark.slow  # every test runs the whole job
 
 
+# inside a group of `two_groups()` every pair counts alike, and so ties exactly, with the close
+# window over a whole history and without the directed next-watcher term (every user rates her
+# group's movies in id order, so 11 comes next after 10, never 10 after 11)
+TIED = {"close_window": 5, "next_weight": 0.0, "next_pool": 0}
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """`run_tiny` on `two_groups()` once for the module, as (root, result); tests only read it
-    (out/ under root)."""
+    """`run_tiny` on `two_groups()` once for the module (settings `TIED`), as (root,
+    result); tests only read it (out/ under root)."""
     root = tmp_path_factory.mktemp("tiny_run")
     with pytest.MonkeyPatch.context() as mp:
         isolate_env(mp, root)
-        return root, run_tiny(write_dataset(root / "data", two_groups()), root)
+        return root, run_tiny(write_dataset(root / "data", two_groups()), root, **TIED)
 
 
 def two_group_lists(result) -> dict[int, list[int]]:
@@ -30,7 +36,7 @@ def two_group_lists(result) -> dict[int, list[int]]:
         lists.setdefault(row["movie_id"], []).append(row["neighbor_id"])
     assert all(row["co_watchers"] == 6 for row in recs)
     # each user rates her group's 5 movies and nothing else: any two are <= 4 ratings apart,
-    # inside the default close_window (5), so all 6 co-watchers are close watchers
+    # inside close_window 5 (`TIED`), so all 6 co-watchers are close watchers
     assert all(row["close_watchers"] == 6 for row in recs)
     assert all(row["cosine"] == pytest.approx(1.0) for row in recs)
     return lists
@@ -58,8 +64,8 @@ def test_equal_scores_are_not_always_won_by_the_same_movies(tiny_run):
 @pytest.mark.parametrize("engine", ["exact", "lancedb"])
 def test_engines_publish_the_same_lists(make_dataset, tmp_path, engine, tiny_run):
     reference = two_group_lists(tiny_run[1])
-    assert two_group_lists(run_tiny(make_dataset(), tmp_path / engine, engine=engine)) == \
-        reference
+    assert two_group_lists(run_tiny(make_dataset(), tmp_path / engine, engine=engine,
+                                    **TIED)) == reference
 
 
 def test_latest_points_at_complete_run(tiny_run):
@@ -172,22 +178,25 @@ def test_documented_example_is_toy_story_2_in_a_real_run(small_run):
             example[cells[0]] = cells[-1]
     con = duckdb.connect()
     row = con.execute(
-        "select rank, score, cosine, co_watchers, close_watchers from read_parquet($p) "
+        "select rank, score, cosine, co_watchers, close_watchers, next_watchers "
+        "from read_parquet($p) "
         "where movie_id = 1 and neighbor_id = 3114",
         {"p": str(result.run_dir / "recommendations.parquet")},
     ).fetchone()
     assert row is not None, "Toy Story 2 is not in Toy Story's list"
-    rank, score, cosine, co, close = row
+    rank, score, cosine, co, close, later = row
     assert (example["movie_id"], example["neighbor_id"]) == ("1", "3114")
     assert example["rank"] == str(rank)
     assert float(example["score"]) == round(score, 4)
     assert float(example["cosine"]) == round(cosine, 4)
-    assert (example["co_watchers"], example["close_watchers"]) == (str(co), str(close))
+    assert (example["co_watchers"], example["close_watchers"], example["next_watchers"]) == \
+        (str(co), str(close), str(later))
     toy = json.loads((result.run_dir / "json/v1/movies/1.json").read_text())
     (item,) = [s for s in toy["similar"] if s["movie_id"] == 3114]
     shown = (f'"rank":{item["rank"]},"movie_id":3114,' in readme,
              f'"score":{item["score"]},"cosine":{item["cosine"]},"co_watchers":'
-             f'{item["co_watchers"]},"close_watchers":{item["close_watchers"]},' in readme)
+             f'{item["co_watchers"]},"close_watchers":{item["close_watchers"]},'
+             f'"next_watchers":{item["next_watchers"]},' in readme)
     assert shown == (True, True), item
 
 
@@ -198,7 +207,8 @@ def test_design_notes_figures_are_a_real_run(small_run):
     design = " ".join((REPO / "docs" / "design.md").read_text().split())
     opens = re.search(r"Toy Story's list opens with (.+?), (.+?) and (.+?), and Toy Story 2 is "
                       r"(\d+)th", design)
-    counts = re.search(r'"(\d+) people rated both, (\d+) of them', design)
+    counts = re.search(r'"(\d+) people rated both, (\d+) of them within a few ratings of each '
+                       r'other, (\d+) watched it next', design)
     assert opens and counts, "docs/design.md no longer states the Toy Story figures"
     toy = json.loads((result.run_dir / "json/v1/movies/1.json").read_text())
     titles = [s["title"] for s in toy["similar"]]
@@ -208,4 +218,5 @@ def test_design_notes_figures_are_a_real_run(small_run):
     )
     (item,) = [s for s in toy["similar"] if s["movie_id"] == 3114]
     assert item["rank"] == int(opens.group(4))
-    assert (item["co_watchers"], item["close_watchers"]) == tuple(map(int, counts.groups()))
+    assert (item["co_watchers"], item["close_watchers"], item["next_watchers"]) == \
+        tuple(map(int, counts.groups()))

@@ -37,7 +37,7 @@ def test_recommendations_parquet_types_order_and_compression(small_run):
     assert duck_types(path) == {
         "movie_id": "BIGINT", "rank": "SMALLINT", "neighbor_id": "BIGINT", "score": "FLOAT",
         "cosine": "FLOAT", "co_watchers": "INTEGER", "close_watchers": "INTEGER",
-        "neighbor_title": "VARCHAR", "neighbor_genres": "VARCHAR",
+        "next_watchers": "INTEGER", "neighbor_title": "VARCHAR", "neighbor_genres": "VARCHAR",
         "shared_genres": "VARCHAR",
     }
     meta = pq.ParquetFile(path).metadata
@@ -47,27 +47,29 @@ def test_recommendations_parquet_types_order_and_compression(small_run):
     assert np.all(np.diff(keys) > 0)
 
 
-def test_close_watchers_are_published_beside_co_watchers(small_run):
+def test_close_and_next_watchers_are_published_beside_co_watchers(small_run):
     _, result = small_run
     path = result.run_dir / "recommendations.parquet"
-    field = pq.read_schema(path).field("close_watchers")
-    assert str(field.type) == "int32" and not field.nullable
     names = pq.read_schema(path).names
-    assert names.index("close_watchers") == names.index("co_watchers") + 1
-    table = pq.read_table(path, columns=["co_watchers", "close_watchers"])
-    assert table["close_watchers"].null_count == 0
+    for offset, name in enumerate(("close_watchers", "next_watchers"), 1):
+        field = pq.read_schema(path).field(name)
+        assert str(field.type) == "int32" and not field.nullable
+        assert names.index(name) == names.index("co_watchers") + offset
+    table = pq.read_table(path, columns=["co_watchers", "close_watchers", "next_watchers"])
     co = table["co_watchers"].to_numpy()
-    close = table["close_watchers"].to_numpy()
-    assert np.all(close >= 0) and np.all(close <= co)
-    # a real count, not a constant: some pairs have none, most have fewer than co_watchers
-    assert (close == 0).any() and (close > 0).mean() > 0.5 and (close < co).mean() > 0.5
+    for name in ("close_watchers", "next_watchers"):
+        assert table[name].null_count == 0
+        count = table[name].to_numpy()
+        assert np.all(count >= 0) and np.all(count <= co), name
+        # a real count, not a constant: some pairs have none, most have fewer than co_watchers
+        assert (count == 0).any() and (count > 0).mean() > 0.3 and (count < co).mean() > 0.5, name
 
 
 def test_json_items_carry_the_parquet_counts(small_run):
     _, result = small_run
     rows = pq.read_table(result.run_dir / "recommendations.parquet",
                          columns=["movie_id", "rank", "neighbor_id", "co_watchers",
-                                  "close_watchers"]).to_pylist()
+                                  "close_watchers", "next_watchers"]).to_pylist()
     parquet = {(r["movie_id"], r["rank"]): r for r in rows}
     seen = 0
     for path in (result.run_dir / "json/v1/movies").glob("*.json"):
@@ -77,10 +79,12 @@ def test_json_items_carry_the_parquet_counts(small_run):
         assert write.dumps(payload) == raw, path.name
         for item in payload["similar"]:
             keys = list(item)
-            assert keys[keys.index("co_watchers") + 1] == "close_watchers"
+            at = keys.index("co_watchers")
+            assert keys[at + 1 : at + 3] == ["close_watchers", "next_watchers"]
             row = parquet[(payload["movie_id"], item["rank"])]
-            assert (item["movie_id"], item["co_watchers"], item["close_watchers"]) == \
-                (row["neighbor_id"], row["co_watchers"], row["close_watchers"])
+            counts = ("co_watchers", "close_watchers", "next_watchers")
+            assert (item["movie_id"], *(item[c] for c in counts)) == \
+                (row["neighbor_id"], *(row[c] for c in counts))
             seen += 1
     assert seen == len(parquet)
 
@@ -126,6 +130,13 @@ def test_close_watchers_on_hand_made_histories(make_dataset, tmp_path):
     assert got == {
         pair: {(4 if min(pair) >= 14 else 3, close)} for pair, close in expected.items()
     }
+    # next watchers are directed: users who rated the neighbour 1 to 3 (next_window) places
+    # after the movie
+    place = {user: {m: i for i, m in enumerate(movies)} for user, movies in order.items()}
+    for r in rows:
+        q, c = r["movie_id"], r["neighbor_id"]
+        later = sum(1 for p in place.values() if q in p and c in p and 1 <= p[c] - p[q] <= 3)
+        assert r["next_watchers"] == later, r
     for movie in range(10, 17):
         payload = json.loads((result.run_dir / f"json/v1/movies/{movie}.json").read_bytes())
         for item in payload["similar"]:

@@ -242,7 +242,8 @@ def test_close_watchers_weigh_in_the_score():
     r = timed_ratings(histories, 6)
     pools = Neighbors(np.array([100]), np.array([[102, 101]]),
                       np.array([[0.64, 0.36]], np.float32))
-    s = Settings(rerank_pop_power=0.0, rerank_cos_power=0.5, close_window=1, close_weight=3.0)
+    s = Settings(rerank_pop_power=0.0, rerank_cos_power=0.5, close_window=1, close_weight=3.0,
+                 next_weight=0.0, next_pool=0)
     got = rerank_of(r, pools, 2, s)
     # 101: sqrt(0.36) * (2 + 3 * 1) = 3.0; 102: sqrt(0.64) * (2 + 3 * 0) = 1.6
     assert got.neighbor_ids.tolist() == [[101, 102]]
@@ -340,6 +341,115 @@ def test_unordered_ties_do_not_depend_on_movie_ids_unlike_by_id():
 def test_unknown_ties_setting_is_refused():
     with pytest.raises(ValueError, match="ties must be"):
         rerank.Timeline.of(timed_ratings([[(0, 1), (1, 1)]], 2), pad=1, ties="random")
+
+
+# --- next watchers: who rated the candidate within a few ratings after the query ------------
+
+
+def next_rows(tl: rerank.Timeline, rows: np.ndarray, window: int, n_movies: int) -> list:
+    """`Timeline.after` as dense (len(rows), n_movies) lists."""
+    keys, counts = tl.after(rows, window)
+    assert np.all(np.diff(keys) > 0)
+    dense = np.zeros((len(rows), n_movies), np.int64)
+    dense[keys >> 32, keys & 0xFFFFFFFF] = counts
+    return dense.tolist()
+
+
+def brute_next_groups(histories: list[list[tuple[int, int]]], q: int, c: int, window: int) -> int:
+    """Users who rated c 1 to `window` tie groups (distinct times) after q."""
+    n = 0
+    for h in histories:
+        when = dict(h)
+        if q in when and c in when:
+            times = sorted(set(when.values()))
+            if 1 <= times.index(when[c]) - times.index(when[q]) <= window:
+                n += 1
+    return n
+
+
+def test_next_watchers_count_only_strictly_later_tie_groups():
+    # user 0 rated 0, then 1 and 2 in one second, then 3; user 1 rated 2, then 0 and 3 in one
+    # second, then 1; user 2 rated 0 and 1 in one second (unordered: neither came next)
+    histories = [[(0, 1), (1, 2), (2, 2), (3, 3)], [(2, 1), (0, 2), (3, 2), (1, 3)],
+                 [(0, 5), (1, 5)]]
+    tl = rerank.Timeline.of(timed_ratings(histories, 4), pad=2, ties="unordered")
+    rows = np.array([0, 2, 3])
+    # after 0 within 1 group: 1 (users 0 and 1), 2 (user 0), 3 never (user 1: tied with 0)
+    # after 2: 0 and 3 (user 1), 3 (user 0); after 3: 1 (user 1), 0 never
+    assert next_rows(tl, rows, 1, 4) == [[0, 2, 1, 0], [1, 0, 0, 2], [0, 1, 0, 0]]
+    # within 2 groups: user 0's 3 comes 2 groups after 0, and user 1's 1 two after 2
+    assert next_rows(tl, rows, 2, 4) == [[0, 2, 1, 1], [1, 1, 0, 2], [0, 1, 0, 0]]
+
+
+def test_next_watchers_equal_a_brute_force_count_and_ignore_tie_order():
+    rng = np.random.default_rng(13)
+    histories = random_histories(rng, users=40, movies=30, most=20, times=6)
+    flipped = [[(29 - c, t) for c, t in h] for h in histories]  # reverses every tie's id order
+    tl = rerank.Timeline.of(timed_ratings(histories, 30), pad=4, ties="unordered")
+    back = rerank.Timeline.of(timed_ratings(flipped, 30), pad=4, ties="unordered")
+    rows = np.arange(30)
+    for window in (1, 2, 4):
+        want = [[brute_next_groups(histories, q, c, window) for c in range(30)] for q in rows]
+        assert next_rows(tl, rows, window, 30) == want, window
+        flipped_rows = np.array(next_rows(back, 29 - rows, window, 30))
+        assert flipped_rows[:, 29 - rows].tolist() == want, window
+
+
+def test_next_watchers_with_ties_by_id_look_only_forward():
+    histories = [[(0, 1), (1, 2), (2, 3)], [(2, 1), (1, 1), (0, 1)]]  # user 1: ties, by id 0, 1, 2
+    tl = rerank.Timeline.of(timed_ratings(histories, 3), pad=2)
+    assert next_rows(tl, np.array([0, 2]), 1, 3) == [[0, 2, 0], [0, 0, 0]]
+    with pytest.raises(ValueError, match="padding"):
+        tl.after(np.array([0]), 3)
+
+
+def test_next_pool_adds_the_most_next_watched_movies_outside_the_pool():
+    # after 100: 102 by three users, 103 by two, 101 by one (already in the pool), 104 by one
+    # user but it has too few ratings to be listed (min_support 2)
+    histories = [[(0, 1), (2, 2)], [(0, 1), (2, 2), (3, 3)], [(0, 1), (3, 2), (2, 3)],
+                 [(0, 1), (1, 2), (4, 3)], [(1, 1), (2, 1), (3, 1)]]
+    r = timed_ratings(histories, 5)
+    vectors = normalize_rows(np.array([[1, 0], [1, 1], [0, 1], [1, 2], [1, 0]], np.float32))
+    emb = Embeddings(vectors, r.movie_ids)
+    pools = Neighbors(np.array([100]), np.array([[101, -1]]), np.array([[0.7071, -1]], np.float32))
+    s = Settings(rerank_pop_power=0.0, rerank_cos_power=1.0, close_weight=0.0, next_window=2,
+                 next_weight=2.0, next_pool=2, min_support=2)
+    got = rerank_of(r, pools, 4, s, emb)
+    # 103: cos 0.447 * (2 + 2 * 2); 101: 0.707 * (1 + 2 * 1); 102: cos 0 -> score 0
+    assert got.neighbor_ids.tolist() == [[103, 101, 102, -1]]
+    assert got.co_watchers.tolist() == [[2, 1, 3, 0]]
+    assert got.next_watchers.tolist() == [[2, 1, 3, 0]]
+    np.testing.assert_allclose(got.cosine[0, :3], [1 / np.sqrt(5), 0.7071, 0.0], atol=1e-4)
+    np.testing.assert_allclose(got.scores[0, :3], [6 / np.sqrt(5), 3 * 0.7071, 0.0], atol=1e-4)
+    alone = rerank_of(r, pools, 4, s.model_copy(update={"next_pool": 0}), emb)
+    assert alone.neighbor_ids.tolist() == [[101, -1, -1, -1]]
+    with pytest.raises(ValueError, match="needs their embeddings"):
+        rerank_of(r, pools, 4, s)
+
+
+def test_next_pool_lists_do_not_depend_on_blocks_or_threads(monkeypatch):
+    rng = np.random.default_rng(17)
+    histories = random_histories(rng, users=80, movies=120, most=40, times=30)
+    r = timed_ratings(histories, 120)
+    emb = Embeddings(normalize_rows(rng.normal(size=(120, 4))), r.movie_ids)
+    ids = np.stack([rng.permutation(120)[:12] for _ in range(120)]) + r.movie_ids[0]
+    ids[ids == r.movie_ids[:, None]] = -1  # never the query itself
+    pools = Neighbors(r.movie_ids, ids, np.where(ids >= 0, 0.5, -np.inf).astype(np.float32))
+    s = Settings(next_pool=5, next_window=2, min_support=2)
+    whole = rerank_of(r, pools, 10, s, emb, threads=1)
+    monkeypatch.setattr(rerank, "BLOCK", 7)
+    for threads in (1, 2):
+        parts = rerank_of(r, pools, 10, s, emb, threads=threads)
+        for field in ("neighbor_ids", "scores", "cosine", "co_watchers", "next_watchers"):
+            assert np.array_equal(getattr(whole, field), getattr(parts, field)), field
+    col = {int(m): i for i, m in enumerate(r.movie_ids)}
+    added = [set(row) - set(pool) - {-1} for row, pool in zip(whole.neighbor_ids, ids, strict=True)]
+    assert any(added)  # some listed movies came from the next-watched extension
+    for q, row, nexts in zip(whole.movie_ids, whole.neighbor_ids, whole.next_watchers,
+                             strict=True):
+        for c, got in zip(row, nexts, strict=True):
+            if c >= 0:
+                assert got == brute_next_groups(histories, col[int(q)], col[int(c)], 2)
 
 
 # --- the whole job: published lists do not depend on how equal times are ordered ------------

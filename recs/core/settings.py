@@ -69,19 +69,31 @@ class Settings(BaseSettings):
     min_support: int = Field(
         1, ge=1, description="movies with fewer ratings get no list and are in no list"
     )
-    pool: int = Field(100, ge=1, description="SVD candidates per movie the re-rank orders")
+    pool: int = Field(50, ge=1, description="SVD candidates per movie the re-rank orders")
     rerank_pop_power: float = Field(
-        0.3, ge=0, le=2, description="re-rank score: divide by (ratings of the candidate) ** this"
+        0.2, ge=0, le=2, description="re-rank score: divide by (ratings of the candidate) ** this"
     )
     rerank_cos_power: float = Field(
-        0.5, ge=0, le=4, description="re-rank score: multiply by max(cosine, 0) ** this"
+        0.25, ge=0, le=4, description="re-rank score: multiply by max(cosine, 0) ** this"
     )
     close_window: int = Field(
-        5, ge=1, le=50,
+        1, ge=1, le=50,
         description="close watchers rated both movies at most this many ratings apart",
     )
     close_weight: float = Field(
-        3.0, ge=0, description="re-rank score: co-watchers + this x close watchers (0: off)"
+        5.0, ge=0, description="re-rank score: co-watchers + this x close watchers (0: off)"
+    )
+    next_window: int = Field(
+        3, ge=1, le=50,
+        description="next watchers rated the candidate 1 to this many ratings after the movie "
+        "(equal times as close_ties says)",
+    )
+    next_weight: float = Field(
+        3.0, ge=0, description="re-rank score: + this x next watchers (0: off)"
+    )
+    next_pool: int = Field(
+        50, ge=0, le=1000,
+        description="candidates added to each SVD pool: the movies with most next watchers",
     )
     close_ties: Literal["unordered", "by_id"] = Field(
         "unordered",

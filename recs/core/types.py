@@ -64,9 +64,11 @@ class Neighbors:
 class RankedNeighbors(Neighbors):
     """`Neighbors` after the re-rank. scores: (n, k) float32 re-rank score (not cosine);
     cosine: (n, k) float32 SVD cosine; co_watchers: (n, k) int32 users who rated both;
-    close_watchers: (n, k) int32 those who rated both within `close_window` ratings.
-    Slots without a neighbour hold id -1, score -inf, cosine -inf, counts 0."""
+    close_watchers: (n, k) int32 those who rated both within `close_window` ratings;
+    next_watchers: (n, k) int32 those who rated the neighbour 1 to `next_window` ratings
+    after the movie. Slots without a neighbour hold id -1, score -inf, cosine -inf, counts 0."""
 
     cosine: NDArray[np.float32]
     co_watchers: NDArray[np.int32]
     close_watchers: NDArray[np.int32]
+    next_watchers: NDArray[np.int32]

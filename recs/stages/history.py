@@ -3,8 +3,9 @@
     OUT/history/run_date=YYYY-MM-DD/recommendations.parquet
 
 One partition per day (a second run that day replaces it). Read them by column name, since
-older partitions lack columns added later (close_watchers reads as NULL there; without
-union_by_name DuckDB takes the first file's columns and silently drops the newer ones):
+older partitions lack columns added later (close_watchers or next_watchers reads as NULL
+there; without union_by_name DuckDB takes the first file's columns and silently drops the
+newer ones):
 
     select * from read_parquet('OUT/history/*/*.parquet', hive_partitioning = true,
                                union_by_name = true)

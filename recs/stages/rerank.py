@@ -3,17 +3,21 @@
 The SVD vectors (in LanceDB) retrieve a pool of candidates per movie; this stage orders that
 pool by
 
-    max(cos(q, c), 0) ** rerank_cos_power * (co_watchers + close_weight * close_watchers)
+    max(cos(q, c), 0) ** rerank_cos_power
+        * (co_watchers + close_weight * close_watchers + next_weight * next_watchers)
         / ratings(c) ** rerank_pop_power
 
 and keeps the best k. co_watchers: people who rated both movies. close_watchers: those of them
 who rated the two within `close_window` ratings of each other (in time order), the "went on to
-watch" signal that a plain co-count dilutes with a user's whole history. Ratings with equal
-times are ordered by movie id (`close_ties = "by_id"`) or unordered (`"unordered"`: 0 apart,
-the window counted in tie groups, so nothing depends on how ties were broken; `Timeline`).
-Every published pair is explainable: "N people who rated X also rated Y, M of them right
-after", weighted by taste similarity, with a mild discount for blockbusters that everyone
-rates. Equal scores go by
+watch" signal that a plain co-count dilutes with a user's whole history. next_watchers: those
+who rated c 1 to `next_window` ratings after q, the direction of "what did people watch next".
+The pool is the SVD's nearest `pool` movies plus the `next_pool` movies with most next
+watchers that the SVD pool lacks: a movie people watch next is a candidate even when its
+vector is far. Ratings with equal times are ordered by movie id (`close_ties = "by_id"`) or
+unordered (`"unordered"`: 0 apart, the window counted in tie groups, never next to each other,
+so nothing depends on how ties were broken; `Timeline`). Every published pair is explainable:
+"N people who rated X also rated Y, M of them right after, L of them next", weighted by taste
+similarity, with a mild discount for blockbusters that everyone rates. Equal scores go by
 cosine, then by a fixed hash of the pair (never always toward the same movies).
 
 Counting is the cost at scale (25M ratings, 6M pairs). `CoWatch` counts both numbers of a pair
@@ -21,7 +25,9 @@ in one pass: each distinct pair once, the raters of its less rated movie looked 
 of the more rated one's raters that holds where each of them rated it in her history; a pair
 costs the smaller of its two rating counts, whatever the order of the queries. Groups of pairs
 run on threads. `Timeline` and `co_counts` count the same numbers the direct way (the
-baselines and the tests use them).
+baselines and the tests use them). Next watchers come from the `Timeline`, a block of queries
+at a time: the movies in the `next_window` places after each of the queries' ratings, counted
+per (query, movie) by one sort.
 
 """
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -36,11 +43,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from recs.core.ranking import order_rows
+from recs.core.ranking import order_rows, tie_hash
 from recs.core.settings import Settings
 from recs.core.types import Embeddings, Neighbors, RankedNeighbors, Ratings
 from recs.stages.embed import column_counts
-from recs.stages.neighbors import blas_threads
+from recs.stages.neighbors import blas_threads, pair_scores
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +330,34 @@ class Timeline:
         slot[union] = np.arange(len(union))
         return _at_pool(self._near(rows, slot, len(union), window), inverse, cands)
 
+    def after(
+        self, rows: NDArray[np.int64], window: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.int32]]:
+        """Next watchers of query columns rows (b,) against every movie, sparse: users who
+        rated movie c 1 to `window` (<= pad) places after rows[i] (ties unordered: in the
+        `window` tie groups after the query's own, never in it). Returns keys (p,) int64
+        ascending, i << 32 | c, and their counts (p,) int32; pairs counting 0 are left out."""
+        if window > self.pad:  # further would read into the next user's history
+            raise ValueError(f"window {window} exceeds the timeline's padding {self.pad}")
+        n_movies = self.starts.shape[0] - 1
+        lo, hi = self.starts[rows], self.starts[rows + 1]
+        at = self.where[_ranges(lo, hi)].astype(np.int64)
+        owner = np.repeat(np.arange(len(rows), dtype=np.int64) << 32, hi - lo)
+        if self.group is not None:
+            g = self.group[at].astype(np.int64)
+            first = self.group_starts[g + 1].astype(np.int64)
+            last = self.group_starts[g + window + 1].astype(np.int64)
+            cells = self.cols[_ranges(first, last)]
+            owner = np.repeat(owner, last - first)
+        else:
+            cells = self.cols[at[:, None] + np.arange(1, window + 1)].ravel()
+            owner = np.repeat(owner, window)
+        real = cells < n_movies  # the pad holds no movie
+        owner = owner[real]
+        owner |= cells[real]
+        keys, counts = np.unique(owner, return_counts=True)
+        return keys, counts.astype(np.int32)
+
     def rows(self, rows: NDArray[np.int64], window: int) -> NDArray[np.int64]:
         """`counts` against every movie: (b,) query columns -> (b, n_movies)."""
         n_movies = self.starts.shape[0] - 1
@@ -412,19 +447,24 @@ class Counts:
     """Everything the re-rank reads, built once per run and shared read-only by every range of
     query movies (a cluster ships it once). movie_ids: (n_movies,) int64 ascending, the
     matrix's columns; support: (n_movies,) int64 ratings per movie; watch: without places
-    when the close term is off or rating times are unknown."""
+    when the close term is off or rating times are unknown; timeline: for the next watchers
+    (None when they are off or rating times are unknown)."""
 
     movie_ids: NDArray[np.int64]
     watch: CoWatch
     support: NDArray[np.int64]
+    timeline: Timeline | None = None
 
     @staticmethod
     def of(ratings: Ratings, settings: Settings) -> Counts:
         ties = settings.close_ties if settings.close_weight > 0 else None
+        nexts = settings.next_weight > 0 or settings.next_pool > 0
         return Counts(
             movie_ids=ratings.movie_ids,
             watch=CoWatch.of(ratings, ties),
             support=column_counts(ratings.matrix),
+            timeline=(Timeline.of(ratings, settings.next_window, settings.close_ties)
+                      if nexts else None),
         )
 
 
@@ -467,6 +507,58 @@ def best_k(
     return out
 
 
+_COL = np.int64((1 << 32) - 1)  # the column part of a `Timeline.after` key
+_CAPPED = 64  # next-watcher counts told apart when choosing each row's n-th best
+
+
+def next_counts(
+    keys: NDArray[np.int64], counts: NDArray[np.int32], cands: NDArray[np.int64]
+) -> NDArray[np.int32]:
+    """The count of each (row i, column cands[i, j]) in the sparse `Timeline.after` result:
+    (b, m) int32, 0 where absent or cands is -1."""
+    want = (np.arange(len(cands), dtype=np.int64)[:, None] << 32) | np.maximum(cands, 0)
+    if not len(keys):
+        return np.zeros(cands.shape, np.int32)
+    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return np.where((keys[at] == want) & (cands >= 0), counts[at], 0).astype(np.int32)
+
+
+def next_pool(
+    keys: NDArray[np.int64], counts: NDArray[np.int32], cands: NDArray[np.int64],
+    query_ids: NDArray[np.int64], movie_ids: NDArray[np.int64], allowed: NDArray[np.bool_],
+    n: int,
+) -> NDArray[np.int64]:
+    """Each query's `n` movies with most next watchers that its pool lacks.
+
+    keys, counts: `Timeline.after` of the queries query_ids (b,); cands: (b, m) the pool's
+    columns (-1: none); allowed: (n_movies,) may be listed. Returns (b, n) columns with at
+    least one next watcher, never one in cands; equal counts go by the pair hash (as
+    `order_rows`); -1 where fewer.
+    """
+    b = len(cands)
+    keep = allowed[keys & _COL]
+    pooled = ((np.arange(b, dtype=np.int64)[:, None] << 32) | cands)[cands >= 0]
+    at = np.minimum(np.searchsorted(keys, pooled), max(len(keys) - 1, 0))
+    keep[at[keys[at] == pooled] if len(keys) else at] = False
+    keys, counts = keys[keep], counts[keep]
+    owner = keys >> 32
+    # each row's n-th count from a histogram of capped counts: only what is above it or tied
+    # with it is ordered by the pair hash
+    capped = np.minimum(counts, _CAPPED)
+    at_least = np.bincount(owner * (_CAPPED + 1) + capped, minlength=b * (_CAPPED + 1))
+    at_least = np.cumsum(at_least.reshape(b, _CAPPED + 1)[:, ::-1], axis=1)[:, ::-1]
+    nth = (at_least >= n).sum(axis=1) - 1  # the highest count with n at or above it; -1: all
+    keep = capped >= nth[owner]
+    owner, col, count = owner[keep], keys[keep] & _COL, counts[keep]
+    by = np.lexsort((tie_hash(query_ids[owner], movie_ids[col]), -count, owner))
+    owner, col = owner[by], col[by]
+    place = np.arange(len(owner)) - np.searchsorted(owner, owner)  # rank within the row
+    out = np.full((b, n), -1, np.int64)
+    first = place < n
+    out[owner[first], place[first]] = col[first]
+    return out
+
+
 def rerank(
     counts: Counts,
     candidates: Neighbors,
@@ -479,33 +571,65 @@ def rerank(
 
     candidates: pools from `neighbors.topk` with k = pool (neighbor_ids -1 where short),
     scores = cosine. Deterministic and independent per query movie: shard freely.
-    emb: unused (the counts cost the same in any order of the queries); `recipe.order` passes
-    it. threads: work done at once (default: the BLAS thread limit in effect, as
-    `neighbors.topk`); the result does not depend on it.
+    emb: the vectors the pools came from (rows in the order of counts.movie_ids), for the
+    cosine of the `next_pool` candidates; needed when those are on. threads: work done at
+    once (default: the BLAS thread limit in effect, as `neighbors.topk`); the result does not
+    depend on it.
     """
     started = time.perf_counter()
     window = settings.close_window if settings.close_weight > 0 else 0
+    timeline = counts.timeline
+    extra = settings.next_pool if timeline is not None else 0
+    if extra and emb is None:
+        raise ValueError("next_pool adds candidates: rerank needs their embeddings (emb)")
     pop = counts.support.astype(np.float64)
     movie_ids = counts.movie_ids
     q_cols = columns_of(movie_ids, candidates.movie_ids)
     n, m = candidates.neighbor_ids.shape
+    threads = blas_threads() if threads is None else threads
+    blocks = [slice(s, s + BLOCK) for s in range(0, n, BLOCK)]
+
+    def run(work: Callable[[slice], None]) -> None:  # numpy's sorts and gathers release the GIL
+        if threads > 1 and len(blocks) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, blocks))
+        else:
+            for sl in blocks:
+                work(sl)
+
+    every_cand = np.full((n, m + extra), -1, np.int64)
+    every_cand[:, :m] = np.where(candidates.neighbor_ids >= 0,
+                                 columns_of(movie_ids, candidates.neighbor_ids), -1)
+    every_cos = np.full((n, m + extra), -np.inf, np.float32)
+    every_cos[:, :m] = candidates.scores
+    every_next = np.zeros((n, m + extra), np.int32)
+    allowed = counts.support >= settings.min_support
+
+    def add_next(sl: slice) -> None:  # rows `sl` of the every_* arrays, nothing shared
+        keys, found = timeline.after(q_cols[sl], settings.next_window)
+        if extra:
+            added = next_pool(keys, found, every_cand[sl, :m], candidates.movie_ids[sl],
+                              movie_ids, allowed, extra)
+            every_cand[sl, m:] = added
+            every_cos[sl, m:] = pair_scores(emb.vectors, q_cols[sl], added)
+        every_next[sl] = next_counts(keys, found, every_cand[sl])
+
+    if timeline is not None:
+        run(add_next)
+    every_valid = every_cand >= 0
+    every_ids = np.where(every_valid, movie_ids[np.maximum(every_cand, 0)], -1)
+    together, every_near = counts.watch.counts(q_cols, every_cand, window, threads)
     ids = np.full((n, k), -1, np.int64)
     scores = np.full((n, k), -np.inf, np.float32)
     cosine = np.full((n, k), -np.inf, np.float32)
-    co = np.zeros((n, k), np.int32)
-    close = np.zeros((n, k), np.int32)
-    threads = blas_threads() if threads is None else threads
-    every_valid = candidates.neighbor_ids >= 0
-    every_cand = np.where(every_valid, columns_of(movie_ids, candidates.neighbor_ids), -1)
-    together, every_near = counts.watch.counts(q_cols, every_cand, window, threads)
+    co, close, nxt = (np.zeros((n, k), np.int32) for _ in range(3))
 
     def one(sl: slice) -> None:  # rows `sl` of the outputs, nothing shared
-        cand_ids = candidates.neighbor_ids[sl]
-        valid, cands = every_valid[sl], every_cand[sl]
-        counts, near = together[sl], every_near[sl]
-        cos = candidates.scores[sl].astype(np.float64)
+        cand_ids, valid, cands = every_ids[sl], every_valid[sl], every_cand[sl]
+        together_, near, later = together[sl], every_near[sl], every_next[sl]
+        cos = every_cos[sl].astype(np.float64)
         discount = pop[np.maximum(cands, 0)] ** settings.rerank_pop_power
-        watchers = counts + settings.close_weight * near
+        watchers = together_ + settings.close_weight * near + settings.next_weight * later
         score = np.maximum(cos, 0.0) ** settings.rerank_cos_power * watchers / discount
         score = np.where(valid, score, -np.inf)
         order = best_k(candidates.movie_ids[sl], cand_ids, score, cos, k)
@@ -514,20 +638,17 @@ def rerank(
         ids[sl, :kk] = np.where(np.take_along_axis(valid, order, 1), picked, -1)
         scores[sl, :kk] = np.take_along_axis(score, order, 1)
         cosine[sl, :kk] = np.take_along_axis(cos, order, 1)
-        co[sl, :kk] = np.take_along_axis(counts, order, 1)
+        co[sl, :kk] = np.take_along_axis(together_, order, 1)
         close[sl, :kk] = np.take_along_axis(near, order, 1)
+        nxt[sl, :kk] = np.take_along_axis(later, order, 1)
 
-    blocks = [slice(s, s + BLOCK) for s in range(0, n, BLOCK)]
-    if threads > 1 and len(blocks) > 1:  # numpy's sorts and gathers release the GIL
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(one, blocks))
-    else:
-        for sl in blocks:
-            one(sl)
+    run(one)
     missing = ids < 0
-    scores[missing], cosine[missing], co[missing], close[missing] = -np.inf, -np.inf, 0, 0
-    log.info("re-ranked %d pools of %d in %.2f s", n, m, time.perf_counter() - started)
+    scores[missing], cosine[missing] = -np.inf, -np.inf
+    co[missing], close[missing], nxt[missing] = 0, 0, 0
+    log.info("re-ranked %d pools of %d + %d in %.2f s", n, m, extra,
+             time.perf_counter() - started)
     return RankedNeighbors(
         movie_ids=candidates.movie_ids, neighbor_ids=ids, scores=scores,
-        cosine=cosine, co_watchers=co, close_watchers=close,
+        cosine=cosine, co_watchers=co, close_watchers=close, next_watchers=nxt,
     )

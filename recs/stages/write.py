@@ -15,8 +15,9 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recs.core.types import Neighbors, RankedNeighbors
@@ -42,6 +44,7 @@ RECOMMENDATIONS_SCHEMA = pa.schema([
     pa.field("cosine", pa.float32(), nullable=False),
     pa.field("co_watchers", pa.int32(), nullable=False),
     pa.field("close_watchers", pa.int32(), nullable=False),
+    pa.field("next_watchers", pa.int32(), nullable=False),
     pa.field("neighbor_title", pa.string()),
     pa.field("neighbor_genres", pa.string()),
     pa.field("shared_genres", pa.string()),
@@ -89,6 +92,21 @@ class FileLog:
         """A second name for a file already written (same bytes, no second write)."""
         os.link(f"{self.root}/{existing}", f"{self.root}/{rel}", follow_symlinks=False)
         self.files[rel] = dict(self.files[existing])
+
+    def link_many(self, names: Iterable[tuple[str, str]], threads: int = 4) -> None:
+        """`link` for many (rel, existing) pairs at once, the system calls on `threads`
+        threads, 512 links a task; logged in the order of `names`."""
+        names = list(names)
+        root = self.root
+
+        def link(chunk: list[tuple[str, str]]) -> None:
+            for rel, existing in chunk:
+                os.link(f"{root}/{existing}", f"{root}/{rel}", follow_symlinks=False)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(link, [names[i : i + 512] for i in range(0, len(names), 512)]))
+        for rel, existing in names:
+            self.files[rel] = dict(self.files[existing])
 
     def _put(self, rel: str, data: bytes) -> dict[str, Any]:
         meta = file_meta(data)
@@ -146,7 +164,8 @@ def common_genres(genres: list[str], other: list[str]) -> list[str]:
 
 class SharedGenres:
     """Genres two movies share, from their MovieLens genre strings; a few hundred distinct
-    strings make up 10^5-10^6 pairs, so each pair of strings is worked out once."""
+    strings make up 10^5-10^6 pairs, so each pair of strings is worked out once. Two threads
+    may share one: at worst both work out the same pair, to the same list."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str | None, str | None], list[str]] = {}
@@ -156,6 +175,51 @@ class SharedGenres:
         if key not in self._seen:
             self._seen[key] = common_genres(genre_list(query), genre_list(neighbour))
         return self._seen[key]
+
+    def of_pairs(
+        self, movies: pa.Table, query_rows: np.ndarray, neighbour_rows: np.ndarray
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """The genres shared by each (query, neighbour) pair of rows of `movies`, as the
+        distinct lists and, per pair, the index of its list in them (int64): the pairs are
+        grouped by their two genre strings with numpy, so Python sees each group once."""
+        genres = movies["genres"].to_pylist()
+        code: dict[str | None, int] = {}
+        codes = np.fromiter((code.setdefault(g, len(code)) for g in genres), np.int64,
+                            len(genres))
+        distinct = list(code)
+        keys, at = _distinct_inverse(codes[query_rows] * len(distinct) + codes[neighbour_rows])
+        query, neighbour = np.divmod(keys, len(distinct))
+        split = [genre_list(g) for g in distinct]
+        sets = [set(g) for g in split]
+        seen, shared = self._seen, []
+        for q, n in zip(query.tolist(), neighbour.tolist(), strict=True):
+            key = (distinct[q], distinct[n])
+            if key not in seen:  # common_genres, with each string split once
+                seen[key] = [g for g in split[n] if g in sets[q]]
+            shared.append(seen[key])
+        return shared, at
+
+
+def _distinct_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values ascending, per value its index in them): np.unique's return_inverse
+    by one stable sort (see `_distinct` on numpy 2.4's np.unique)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.ones(len(values), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    at = np.empty(len(values), dtype=np.int64)
+    at[order] = np.cumsum(first) - 1
+    return ordered[first], at
+
+
+def catalogue_rows(movies: pa.Table, movie_ids: np.ndarray) -> np.ndarray:
+    """Rows of `movie_ids` in `movies` (ascending movie_id); KeyError for an id not in it."""
+    ids = movies["movie_id"].to_numpy()
+    rows = np.searchsorted(ids, movie_ids)
+    found = np.append(ids, -1)[rows] == movie_ids  # past the end: no movie id is -1
+    if not found.all():
+        raise KeyError(f"movie ids not in the catalogue: {movie_ids[~found][:5].tolist()}")
+    return rows
 
 
 def recommendations_table(
@@ -170,12 +234,9 @@ def recommendations_table(
     valid = (lists.neighbor_ids >= 0).ravel()
     nbrs = lists.neighbor_ids.ravel()[valid]
     queries = np.repeat(lists.movie_ids, k)[valid]
-    ids = movies["movie_id"].to_numpy()
-    at, q_at = np.searchsorted(ids, nbrs), np.searchsorted(ids, queries)
-    genres = movies["genres"].to_pylist()
-    shared_genres = shared_genres or SharedGenres()
-    pairs = zip(q_at.tolist(), at.tolist(), strict=True)
-    shared = ["|".join(shared_genres(genres[q], genres[m])) for q, m in pairs]
+    at, q_at = catalogue_rows(movies, nbrs), catalogue_rows(movies, queries)
+    distinct, pair = (shared_genres or SharedGenres()).of_pairs(movies, q_at, at)
+    shared = pa.array(["|".join(g) for g in distinct], pa.string()).take(pa.array(pair))
     return pa.table(
         [
             pa.array(queries, pa.int64()),
@@ -185,9 +246,10 @@ def recommendations_table(
             pa.array(lists.cosine.ravel()[valid], pa.float32()),
             pa.array(lists.co_watchers.ravel()[valid], pa.int32()),
             pa.array(lists.close_watchers.ravel()[valid], pa.int32()),
+            pa.array(lists.next_watchers.ravel()[valid], pa.int32()),
             movies["title"].take(at),
             movies["genres"].take(at),
-            pa.array(shared, pa.string()),
+            shared,
         ],
         schema=RECOMMENDATIONS_SCHEMA,
     )
@@ -201,30 +263,73 @@ def movies_table(movies: pa.Table, lists: Neighbors) -> pa.Table:
 
 def write_parquet(written: FileLog, rel: str, table: pa.Table) -> None:
     """zstd-compressed Parquet, row groups of 128k rows, no pandas metadata."""
+    written.write(rel, parquet_bytes(table))
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """`table` as `write_parquet` writes it."""
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink, compression="zstd", row_group_size=128 * 1024,
         store_schema=False, write_statistics=True,
     )
-    written.write(rel, sink.getvalue().to_pybytes())
+    return sink.getvalue().to_pybytes()
+
+
+@contextmanager
+def parquet_beside(
+    written: FileLog, tables: dict[str, Callable[[], pa.Table]]
+) -> Iterator[None]:
+    """Make and encode the Parquet files {rel: table maker} on a thread of their own while
+    the `with` body runs (Arrow's encoders release the GIL: the JSON is made on the other
+    core), then write them. They are logged before anything the body writes, in the order
+    of `tables`, as if written first; if the body raises, none is written."""
+    for rel in tables:
+        written.files[rel] = {}  # the place in the log (and the manifest) they are due
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            encoded = {rel: pool.submit(lambda m: parquet_bytes(m()), make)
+                       for rel, make in tables.items()}
+            yield
+        for rel, done in encoded.items():
+            written.write(rel, done.result())
+    except BaseException:
+        for rel in tables:
+            written.files.pop(rel, None)
+        raise
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON; keys keep the order they were built in."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(obj).encode()  # json.dumps with these options, less set-up
 
 
-def _cards(movies: pa.Table) -> dict[int, dict[str, Any]]:
-    """Per movie id, the fields every JSON payload shows about a movie, in contract order."""
-    names = ("movie_id", "title", "year", "genres", "imdb_id", "tmdb_id")
-    cols = {c: movies[c].to_pylist() for c in names}
-    return {
-        mid: {
-            "movie_id": mid, "title": title, "year": year, "genres": genre_list(genres),
-            "imdb_id": imdb, "tmdb_id": tmdb,
-        }
-        for mid, title, year, genres, imdb, tmdb in zip(*cols.values(), strict=True)
-    }
+def _card_fragments(movies: pa.Table) -> list[str]:
+    """Per row of `movies`, the members every JSON payload shows about the movie, in contract
+    order, as `_fragment` gives them: {"movie_id", "title", "year", "genres", "imdb_id",
+    "tmdb_id"} without the braces. Built from each column's JSON text (integers by Arrow,
+    titles by the encoder, genres once per distinct string), not one dumps per movie."""
+    ints = {c: _json_ints(movies[c]) for c in ("movie_id", "year", "imdb_id", "tmdb_id")}
+    genres: dict[str | None, str] = {}
+    for g in movies["genres"].unique().to_pylist():
+        genres[g] = dumps(genre_list(g)).decode()
+    encode = _ENCODER.encode
+    return [
+        f'"movie_id":{mid},"title":{encode(title)},"year":{year},"genres":{genres[g]},'
+        f'"imdb_id":{imdb},"tmdb_id":{tmdb}'
+        for mid, title, year, g, imdb, tmdb in zip(
+            ints["movie_id"], movies["title"].to_pylist(), ints["year"],
+            movies["genres"].to_pylist(), ints["imdb_id"], ints["tmdb_id"], strict=True,
+        )
+    ]
+
+
+def _json_ints(column: pa.ChunkedArray) -> list[str]:
+    """An integer column as JSON text per value: decimal digits, or null."""
+    return pc.fill_null(pc.cast(column, pa.string()), "null").to_pylist()
 
 
 def _fragment(obj: dict[str, Any]) -> str:
@@ -271,19 +376,32 @@ def write_changes(
     return changes
 
 
-def precompress(written: FileLog) -> int:
+def precompress(written: FileLog, threads: int = 2) -> int:
     """A .gz sibling for every JSON file written so far (gzip -9, no timestamp, so the bytes
-    are as stable as the file's own). For CDNs that serve precompressed files as is."""
-    first_gz: dict[str, str] = {}  # sha256 of the JSON -> its .gz already written
-    jsons = [(rel, meta["sha256"]) for rel, meta in written.files.items() if rel.endswith(".json")]
-    for rel, sha in jsons:
-        if sha in first_gz:  # an IMDb alias: the same bytes, so the same .gz
-            written.link(f"{rel}.gz", first_gz[sha])
+    are as stable as the file's own). For CDNs that serve precompressed files as is.
+    threads: threads compressing (zlib releases the GIL) and writing. Logged in the order of
+    the JSON files, as if made one by one."""
+    first_gz: dict[str, str] = {}  # sha256 of the JSON -> its .gz, written once
+    fresh, aliases = [], []
+    for rel, meta in list(written.files.items()):
+        if not rel.endswith(".json"):
             continue
-        data = (written.root / rel).read_bytes()
-        written.write(f"{rel}.gz", gzip.compress(data, compresslevel=9, mtime=0))
-        first_gz[sha] = f"{rel}.gz"
-    return len(jsons)
+        written.files[f"{rel}.gz"] = {}  # its place in the log, filled below
+        if meta["sha256"] in first_gz:  # an IMDb alias: the same bytes, so the same .gz
+            aliases.append((f"{rel}.gz", first_gz[meta["sha256"]]))
+        else:
+            first_gz[meta["sha256"]] = f"{rel}.gz"
+            fresh.append(rel)
+    root = written.root
+
+    def compress(rel: str) -> tuple[str, bytes]:
+        data = (root / rel).read_bytes()
+        return f"{rel}.gz", gzip.compress(data, compresslevel=9, mtime=0)
+
+    with ThreadPoolExecutor(threads) as pool:
+        written.write_many(pool.map(compress, fresh), threads)
+    written.link_many(aliases, threads)
+    return len(fresh) + len(aliases)
 
 
 def imdb_key(imdb_id: int) -> str:
@@ -306,8 +424,8 @@ def write_json(
     """
     started = time.perf_counter()
     json_folders(written)
-    written.write_many(movie_payloads(movies, lists, shared_genres), threads)
-    write_json_links(written, movies, lists.movie_ids)
+    written.write_many(iter_movie_payloads(movies, lists, shared_genres), threads)
+    write_json_links(written, movies, lists.movie_ids, threads)
     log.info("wrote %d JSON lists in %.2f s", len(lists.movie_ids), time.perf_counter() - started)
     return len(lists.movie_ids)
 
@@ -320,76 +438,148 @@ def json_folders(written: FileLog) -> None:
 
 
 def movie_file(movie_id: int) -> str:
-    return f"{JSON_ROOT.as_posix()}/movies/{int(movie_id)}.json"
+    return f"{_MOVIES}{int(movie_id)}.json"
+
+
+_MOVIES = f"{JSON_ROOT.as_posix()}/movies/"
 
 
 def movie_payloads(
     movies: pa.Table, lists: RankedNeighbors, shared_genres: SharedGenres | None = None
 ) -> list[tuple[str, bytes]]:
-    """(json/v1/movies/<id>.json, bytes) per list, in the order of `lists`: each file depends
-    only on its own list and `movies`, so any range of lists gives the same bytes."""
-    cards = _cards(movies)
-    listed = set(lists.movie_ids.tolist()) | (set(lists.neighbor_ids.ravel().tolist()) - {-1})
-    frags = {m: _fragment(cards[m]) for m in listed}
-    ids, nbrs = lists.movie_ids.tolist(), lists.neighbor_ids.tolist()
-    scores = np.round(lists.scores.astype(np.float64), 4).tolist()
-    cosines = np.round(lists.cosine.astype(np.float64), 4).tolist()
-    co_watchers = lists.co_watchers.tolist()
-    close_watchers = lists.close_watchers.tolist()
-    genres = dict(zip(movies["movie_id"].to_pylist(), movies["genres"].to_pylist(), strict=True))
-    shared_genres = shared_genres or SharedGenres()
-    shared: dict[tuple, str] = {}  # (query genres, neighbour genres) -> JSON list
-    payloads: list[tuple[str, bytes]] = []
-    for mid, nbr_row, score_row, cosine_row, co_row, close_row in zip(
-        ids, nbrs, scores, cosines, co_watchers, close_watchers, strict=True
-    ):
-        items = []
-        for rank, (nid, score, cosine, co, close) in enumerate(
-            zip(nbr_row, score_row, cosine_row, co_row, close_row, strict=True), 1
-        ):
-            if nid < 0:
-                break
-            key = (genres[mid], genres[nid])
-            if key not in shared:
-                shared[key] = dumps(shared_genres(*key)).decode()
-            items.append(
-                f'{{"rank":{rank},{frags[nid]},"score":{score!r},"cosine":{cosine!r},'
-                f'"co_watchers":{co},"close_watchers":{close},'
-                f'"shared_genres":{shared[key]}}}'
-            )
-        payloads.append((movie_file(mid), f'{{{frags[mid]},"similar":[{",".join(items)}]}}'
-                         .encode()))
-    return payloads
+    """`iter_movie_payloads` as a list, for callers that go over the files more than once."""
+    return list(iter_movie_payloads(movies, lists, shared_genres))
 
 
-def write_json_links(written: FileLog, movies: pa.Table, movie_ids: np.ndarray) -> None:
+def iter_movie_payloads(
+    movies: pa.Table, lists: RankedNeighbors, shared_genres: SharedGenres | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """(json/v1/movies/<id>.json, bytes) per list, in the order of `lists`, made
+    PAYLOAD_CHUNK lists at a time (`FileLog.write_many` writes one chunk while the next is
+    made): each file depends only on its own list and `movies`, so any range of lists gives
+    the same bytes. A list ends at its first slot without a neighbour (id -1).
+
+    The JSON text is spliced by Arrow's string kernels from per-slot pieces: each movie's
+    members (`_card_fragments`), and the text of each distinct number and genre list, made
+    once by Python (repr, as the f-string `{score!r}` writes it)."""
+    frags = pa.array(_card_fragments(movies), pa.string())
+    listed = np.logical_and.accumulate(lists.neighbor_ids >= 0, axis=1)
+    rows = catalogue_rows(movies, lists.movie_ids)
+    neighbours = catalogue_rows(movies, lists.neighbor_ids[listed])
+    lengths = listed.sum(axis=1)
+    distinct, pair = (shared_genres or SharedGenres()).of_pairs(
+        movies, np.repeat(rows, lengths), neighbours)
+    ranks = pa.array([f'{{"rank":{r},' for r in range(1, listed.shape[1] + 1)], pa.string())
+    pieces = [  # per listed slot, in list order, the text of its JSON item
+        ranks.take(np.flatnonzero(listed) % listed.shape[1]), frags.take(neighbours),
+        ',"score":', decimal_texts(lists.scores[listed]),
+        ',"cosine":', decimal_texts(lists.cosine[listed]),
+        ',"co_watchers":', pc.cast(lists.co_watchers[listed], pa.string()),
+        ',"close_watchers":', pc.cast(lists.close_watchers[listed], pa.string()),
+        ',"next_watchers":', pc.cast(lists.next_watchers[listed], pa.string()),
+        ',"shared_genres":', _list_texts(distinct).take(pair), "}",
+    ]
+    ends = np.concatenate([[0], np.cumsum(lengths)])
+    for lo in range(0, len(rows), PAYLOAD_CHUNK):
+        hi = min(lo + PAYLOAD_CHUNK, len(rows))
+        a, b = int(ends[lo]), int(ends[hi])
+        items = pc.binary_join_element_wise(
+            *(p if isinstance(p, str) else p[a:b] for p in pieces), "")
+        similar = pc.binary_join(
+            pa.ListArray.from_arrays(pa.array(ends[lo : hi + 1] - a, pa.int32()), items), ",")
+        texts = pc.binary_join_element_wise(
+            "{", frags.take(rows[lo:hi]), ',"similar":[', similar, "]}", "")
+        offsets = np.frombuffer(texts.buffers()[1], np.int32, hi - lo + 1, texts.offset * 4)
+        data = texts.buffers()[2].to_pybytes()
+        for mid, start, stop in zip(lists.movie_ids[lo:hi].tolist(), offsets[:-1].tolist(),
+                                    offsets[1:].tolist(), strict=True):
+            yield f"{_MOVIES}{mid}.json", data[start:stop]
+
+
+PAYLOAD_CHUNK = 2048  # lists spliced per step: a few MB of text
+
+
+def _list_texts(lists: list[list[str]]) -> pa.Array:
+    """dumps of each list of strings, as strings; each distinct list encoded once."""
+    text: dict[tuple[str, ...], str] = {}
+    for g in lists:
+        if tuple(g) not in text:
+            text[tuple(g)] = dumps(g).decode()
+    return pa.array([text[tuple(g)] for g in lists], pa.string())
+
+
+def decimal_texts(values: np.ndarray) -> pa.Array:
+    """repr(round(float(v), 4)) per value (as numpy rounds: float64, then 4 decimals), as
+    strings, without a repr per value.
+
+    When v rounded is k / 10^4 exactly (k an integer below 10^15 in size), its repr is that
+    decimal: the integer part, '.', the 4 digits of the fraction without trailing zeros
+    ('0' if none), '-' before a negative value or -0.0. Other values (inf, nan, huge) are
+    formatted by repr."""
+    rounded = np.round(values.astype(np.float64), 4)
+    with np.errstate(invalid="ignore"):
+        steps = np.rint(rounded * 1e4)
+        exact = np.isfinite(steps) & (np.abs(steps) < 1e15) & (steps / 1e4 == rounded)
+    if not exact.all():
+        return pa.array([repr(v) for v in rounded.tolist()], pa.string())
+    whole, fraction = np.divmod(np.abs(steps).astype(np.int64), 10_000)
+    sign = pa.array(np.signbit(rounded)).cast(pa.int8())
+    return pc.binary_join_element_wise(
+        _SIGNS.take(sign), pc.cast(whole, pa.string()), ".", _FRACTIONS.take(fraction), "")
+
+
+_SIGNS = pa.array(["", "-"], pa.string())
+_FRACTIONS = pa.array([f"{i:04d}".rstrip("0") or "0" for i in range(10_000)], pa.string())
+
+
+def write_json_links(
+    written: FileLog, movies: pa.Table, movie_ids: np.ndarray, threads: int = 4
+) -> None:
     """json/v1/imdb/tt<id>.json links to the movie files already written, json/v1/index.json
-    and the search shards (`write_json_index`); movie_ids: the listed movies, ascending."""
-    for alias, target in imdb_aliases(movies, movie_ids).items():
-        written.link(alias, target)
-    write_json_index(written, movies, movie_ids)
+    and the search shards (`write_json_index`); movie_ids: the listed movies, ascending.
+    threads: threads making the links (`FileLog.link_many`)."""
+    with ThreadPoolExecutor(1) as pool:  # the index is made (Python) while the kernel links
+        index = pool.submit(json_index, movies, movie_ids)
+        written.link_many(imdb_aliases(movies, movie_ids).items(), threads)
+        _write_index(written, *index.result())
 
 
 def imdb_aliases(movies: pa.Table, movie_ids: np.ndarray) -> dict[str, str]:
     """{json/v1/imdb/tt<id>.json: json/v1/movies/<movie_id>.json} for the listed movie_ids
     (ascending). Two movies can share an IMDb id in links.csv: the lower movie id keeps it."""
-    cards = _cards(movies)
+    imdb_ids = movies["imdb_id"].take(catalogue_rows(movies, movie_ids)).to_pylist()
     aliases: dict[str, str] = {}
-    for mid in movie_ids.tolist():
-        imdb = cards[mid]["imdb_id"]
+    imdb_folder = f"{JSON_ROOT.as_posix()}/imdb/"
+    for mid, imdb in zip(movie_ids.tolist(), imdb_ids, strict=True):
         if imdb is not None:
-            aliases.setdefault(f"{JSON_ROOT.as_posix()}/imdb/{imdb_key(int(imdb))}.json",
-                               movie_file(mid))
+            aliases.setdefault(f"{imdb_folder}{imdb_key(imdb)}.json", f"{_MOVIES}{mid}.json")
     return aliases
 
 
 def write_json_index(written: FileLog, movies: pa.Table, movie_ids: np.ndarray) -> None:
     """json/v1/index.json and the search shards (`write_search_index`) of the listed movies."""
-    cards = _cards(movies)
-    index = [{"movie_id": m, "title": cards[m]["title"], "year": cards[m]["year"]}
-             for m in movie_ids.tolist()]
-    written.write(JSON_ROOT / "index.json", dumps({"version": 1, "movies": index}))
-    write_search_index(written, index)
+    _write_index(written, *json_index(movies, movie_ids))
+
+
+def json_index(
+    movies: pa.Table, movie_ids: np.ndarray
+) -> tuple[bytes, list[dict[str, Any]], list[tuple[str, bytes]]]:
+    """index.json's bytes, its entries ({"movie_id", "title", "year"} per listed movie) and
+    the search shards' (path, bytes) (`search_files`); movie_ids: the listed movies,
+    ascending."""
+    listed = movies.take(catalogue_rows(movies, movie_ids))
+    index = [{"movie_id": m, "title": title, "year": year} for m, title, year in zip(
+        movie_ids.tolist(), listed["title"].to_pylist(), listed["year"].to_pylist(), strict=True)]
+    return dumps({"version": 1, "movies": index}), index, search_files(index)
+
+
+def _write_index(
+    written: FileLog, index: bytes, entries: list[dict[str, Any]],
+    shards: list[tuple[str, bytes]],
+) -> None:
+    """Write what `json_index` made: json/v1/index.json, then the search shards."""
+    written.write(JSON_ROOT / "index.json", index)
+    write_search_index(written, entries, shards)
 
 
 # The search index (docs/output-contract.md, "Search shards"): a tree of shards keyed by the
@@ -485,9 +675,6 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
 def search_entry(movie_id: int, title: str, year: int | None) -> str:
     """dumps({"movie_id", "title", "year"}) as text, without a dumps call per title (10^6
     of them at a million titles)."""
@@ -548,11 +735,15 @@ def _with_movies(obj: dict[str, Any], rows: np.ndarray, frags: list[str]) -> byt
     return f'{{{_fragment(obj)},"movies":[{movies}]}}'.encode()
 
 
-def write_search_index(written: FileLog, entries: list[dict[str, Any]]) -> None:
-    """json/v1/search.json and json/v1/search/*.json for index.json's `entries`."""
+def write_search_index(
+    written: FileLog, entries: list[dict[str, Any]],
+    files: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """json/v1/search.json and json/v1/search/*.json for index.json's `entries`; files:
+    `search_files(entries)` if already made."""
     started = time.perf_counter()
     (written.root / JSON_ROOT / "search").mkdir()
-    files = search_files(entries)
+    files = search_files(entries) if files is None else files
     written.write_many(files)
     log.info("wrote %d search shards for %d titles in %.2f s", len(files), len(entries),
              time.perf_counter() - started)
