@@ -24,8 +24,8 @@ from threadpoolctl import threadpool_limits
 from recs.core.errors import QualityGateError, RecsError
 from recs.core.location import Bucket, BucketURI, Location, is_s3, parse_location
 from recs.core.settings import Settings
-from recs.core.types import Embeddings, RankedNeighbors
-from recs.engines import open_bucket, open_executor
+from recs.core.types import Embeddings, RankedNeighbors, Ratings
+from recs.engines import Executor, open_bucket, open_executor
 from recs.jobs import shards
 from recs.quality import metrics
 from recs.stages import history, lease, monitor, publish, recipe, store, upload, write
@@ -127,16 +127,7 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
                 check_size(ratings, settings.dim, settings.top_k)
             with stages("embed"):
                 emb = embed(ratings, settings)
-            with stages("prepare"):
-                prep = recipe.prepare(ratings, emb, settings)
-            if executor.name == "local":  # the reference path, unchanged
-                with stages("neighbors"):
-                    pools = recipe.candidates(prep, settings, progress=progress)
-                with stages("rerank"):
-                    lists = write.sort_lists(recipe.order(prep, settings, pools))
-            else:  # top-k and re-rank together, range by range on the cluster
-                with stages("neighbors"):
-                    lists = write.sort_lists(shards.rank(executor, prep, settings, progress))
+            lists = _lists(executor, ratings, emb, settings, stages, progress)
             report.counts.update(_input_counts(ratings, movies, emb, lists))
             with stages("quality"):
                 pairs = data.last_pairs
@@ -283,6 +274,24 @@ def _counts(ratings, movies, emb, lists, changes, written: write.FileLog) -> dic
         "lists_unchanged": changes["unchanged"],
         "files_reused": written.reused,
     }
+
+
+def _lists(
+    executor: Executor, ratings: Ratings, emb: Embeddings, settings: Settings, stages: Stages,
+    progress: Progress | None,
+) -> RankedNeighbors:
+    """Every listed movie's ranked neighbours, sorted by movie id. The recipe's inputs (the
+    co-watch counts and the timeline: after the ratings, the run's largest arrays) are freed
+    on return, before the files are written."""
+    with stages("prepare"):
+        prep = recipe.prepare(ratings, emb, settings)
+    if executor.name == "local":  # the reference path, unchanged
+        with stages("neighbors"):
+            pools = recipe.candidates(prep, settings, progress=progress)
+        with stages("rerank"):
+            return write.sort_lists(recipe.order(prep, settings, pools))
+    with stages("neighbors"):  # top-k and re-rank together, range by range on the cluster
+        return write.sort_lists(shards.rank(executor, prep, settings, progress))
 
 
 def _manifest_of(run_dir: Path | None) -> dict[str, Any] | None:

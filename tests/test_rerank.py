@@ -349,10 +349,10 @@ def test_unknown_ties_setting_is_refused():
 def next_rows(tl: rerank.Timeline, rows: np.ndarray, window: int, n_movies: int) -> list:
     """`Timeline.after` as dense (len(rows), n_movies) lists."""
     keys, counts = tl.after(rows, window)
-    assert np.all(np.diff(keys) > 0)
-    dense = np.zeros((len(rows), n_movies), np.int64)
-    dense[keys >> 32, keys & 0xFFFFFFFF] = counts
-    return dense.tolist()
+    assert np.all(keys[1:] > keys[:-1])
+    dense = np.zeros(len(rows) * n_movies, np.int64)
+    dense[keys] = counts
+    return dense.reshape(len(rows), n_movies).tolist()
 
 
 def brute_next_groups(histories: list[list[tuple[int, int]]], q: int, c: int, window: int) -> int:
@@ -381,13 +381,16 @@ def test_next_watchers_count_only_strictly_later_tie_groups():
     assert next_rows(tl, rows, 2, 4) == [[0, 2, 1, 1], [1, 1, 0, 2], [0, 1, 0, 0]]
 
 
-def test_next_watchers_equal_a_brute_force_count_and_ignore_tie_order():
+@pytest.mark.parametrize("small_keys", [1 << 32, 1])  # uint32 keys, or int64 ones
+def test_next_watchers_equal_a_brute_force_count_and_ignore_tie_order(small_keys, monkeypatch):
+    monkeypatch.setattr(rerank, "_SMALL_KEYS", small_keys)
     rng = np.random.default_rng(13)
     histories = random_histories(rng, users=40, movies=30, most=20, times=6)
     flipped = [[(29 - c, t) for c, t in h] for h in histories]  # reverses every tie's id order
     tl = rerank.Timeline.of(timed_ratings(histories, 30), pad=4, ties="unordered")
     back = rerank.Timeline.of(timed_ratings(flipped, 30), pad=4, ties="unordered")
     rows = np.arange(30)
+    assert tl.after(rows, 1)[0].dtype == (np.uint32 if small_keys > 1 else np.int64)
     for window in (1, 2, 4):
         want = [[brute_next_groups(histories, q, c, window) for c in range(30)] for q in rows]
         assert next_rows(tl, rows, window, 30) == want, window
@@ -427,7 +430,9 @@ def test_next_pool_adds_the_most_next_watched_movies_outside_the_pool():
         rerank_of(r, pools, 4, s)
 
 
-def test_next_pool_lists_do_not_depend_on_blocks_or_threads(monkeypatch):
+@pytest.mark.parametrize("small_keys", [1 << 32, 1])  # uint32 keys, or int64 ones
+def test_next_pool_lists_do_not_depend_on_blocks_or_threads(small_keys, monkeypatch):
+    monkeypatch.setattr(rerank, "_SMALL_KEYS", small_keys)
     rng = np.random.default_rng(17)
     histories = random_histories(rng, users=80, movies=120, most=40, times=30)
     r = timed_ratings(histories, 120)
@@ -529,3 +534,13 @@ def test_columns_of_maps_ids_to_matrix_columns(table, monkeypatch):
     movie_ids = np.array([3, 8, 9, 40_000])
     ids = np.array([[40_000, 3, -1], [9, 8, 3]])
     assert rerank.columns_of(movie_ids, ids).tolist() == [[3, 0, 0], [2, 1, 0]]
+
+
+def test_row_blocks_cover_every_row_in_order_within_the_cap():
+    weights = np.array([5, 1, 1, 9, 2, 2, 2, 30, 1], np.int64)
+    blocks = rerank.row_blocks(weights, 6)
+    assert [(b.start, b.stop) for b in blocks] == [(0, 2), (2, 3), (3, 4), (4, 7), (7, 8), (8, 9)]
+    for b in blocks:  # within the cap, or a single row
+        assert weights[b].sum() <= 6 or b.stop - b.start == 1
+    assert rerank.row_blocks(np.ones(600, np.int64), 10**9)[0] == slice(0, rerank.BLOCK)
+    assert rerank.row_blocks(np.zeros(0, np.int64), 6) == []

@@ -55,6 +55,8 @@ BLOCK = 256  # queries scored at once
 _ID_TABLE = 1 << 24  # movie ids below this map to columns through a table (64 MiB at most)
 _LOOKUPS = 1 << 22  # raters looked up per chunk of pairs (CoWatch): 32 MiB of copied rows
 _CLOSE_CHUNK = 1 << 20  # neighbouring ratings looked up per chunk (4 MiB of int32)
+_SMALL_KEYS = 1 << 32  # `Timeline.after` keys below this are uint32
+_NEXT_LOOKUPS = 1 << 19  # ratings of the queries one `Timeline.after` call looks past
 
 
 def watched_by(ratings: Ratings) -> sparse.csc_array:
@@ -126,12 +128,15 @@ class CoWatch:
     timed: bool
 
     @staticmethod
-    def of(ratings: Ratings, ties: str | None = None) -> CoWatch:
+    def of(
+        ratings: Ratings, ties: str | None = None, order: NDArray[np.int64] | None = None
+    ) -> CoWatch:
         """ties: how `history_places` orders equal times ("by_id" or "unordered"); None, or
-        ratings without times: no places (close watchers cannot be counted)."""
+        ratings without times: no places (close watchers cannot be counted). order:
+        `watch_order` of ratings, if the caller has it."""
         by_user = ratings.matrix
         timed = ties is not None and ratings.rated_at is not None
-        values = (history_places(ratings, ties) if timed
+        values = (history_places(ratings, ties, order) if timed
                   else np.ones(by_user.nnz, np.int32))
         raters = sparse.csr_array((values, by_user.indices, by_user.indptr),
                                   shape=by_user.shape).T.tocsr()  # sorted indices
@@ -170,15 +175,19 @@ class CoWatch:
         self, hub: NDArray[np.int64], other: NDArray[np.int64], window: int, threads: int,
     ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
         """(co-watchers, close watchers) of each pair (hub[i], other[i]), (p,) with hub
-        ascending -> two (p,) int32. Chunks of whole hubs of about `_LOOKUPS` lookups, split
-        into `threads` runs of about equal lookups, each run with its own mark."""
+        ascending -> two (p,) int32. Chunks of about `_LOOKUPS` lookups (a hub with more is
+        cut), split into `threads` runs of about equal lookups, each run with its own mark."""
         together, near = np.zeros(len(hub), np.int32), np.zeros(len(hub), np.int32)
         if not len(hub):
             return together, near
-        bounds = np.r_[np.flatnonzero(np.r_[True, hub[1:] != hub[:-1]]), len(hub)]  # per hub
-        done = np.cumsum(self.support[other])[bounds[1:] - 1]  # lookups up to each hub's end
+        lookups = np.cumsum(self.support[other])
+        # stretches of pairs with one hub; a hub with more than _LOOKUPS lookups is cut into
+        # several, so no chunk copies many more than _LOOKUPS raters (memory)
+        bounds = np.unique(np.r_[np.flatnonzero(np.r_[True, hub[1:] != hub[:-1]]), len(hub),
+                                 np.flatnonzero(np.diff(lookups // _LOOKUPS)) + 1])
+        done = lookups[bounds[1:] - 1]  # lookups up to each run's end
         cuts = np.searchsorted(done, np.arange(_LOOKUPS, done[-1], _LOOKUPS)) + 1
-        chunks = np.unique(np.r_[0, np.minimum(cuts, len(done)), len(done)])  # hub positions
+        chunks = np.unique(np.r_[0, np.minimum(cuts, len(done)), len(done)])  # stretches
         share = np.searchsorted(done[chunks[1:] - 1], np.arange(1, threads) * done[-1] / threads)
         runs = [run for run in np.array_split(np.arange(len(chunks) - 1), np.unique(share + 1))
                 if len(run)]
@@ -226,9 +235,12 @@ class CoWatch:
         return theirs
 
 
-def history_places(ratings: Ratings, ties: str = "by_id") -> NDArray[np.int32]:
+def history_places(
+    ratings: Ratings, ties: str = "by_id", order: NDArray[np.int64] | None = None
+) -> NDArray[np.int32]:
     """Where each rating stands in its rater's history, from 1, (nnz,) aligned with
-    ratings.matrix.data; only differences within one rater mean anything.
+    ratings.matrix.data; only differences within one rater mean anything. order:
+    `watch_order(ratings)`, if the caller has it.
 
     ties "by_id": the place in time order, equal times by movie id (as `Timeline`);
     "unordered": the place of the rating's time among the rater's distinct times, so ratings
@@ -238,7 +250,7 @@ def history_places(ratings: Ratings, ties: str = "by_id") -> NDArray[np.int32]:
     if ties not in ("by_id", "unordered"):
         raise ValueError(f"ties must be 'by_id' or 'unordered', not {ties!r}")
     m = ratings.matrix
-    order = _watch_order(m.indptr, np.asarray(ratings.rated_at))
+    order = watch_order(ratings) if order is None else order
     kind = np.int32 if m.nnz < 2**28 else np.int64
     if ties == "unordered":
         times = np.asarray(ratings.rated_at)[order]
@@ -281,15 +293,18 @@ class Timeline:
     group_starts: NDArray[np.integer] | None = None
 
     @staticmethod
-    def of(ratings: Ratings, pad: int, ties: str = "by_id") -> Timeline | None:
+    def of(
+        ratings: Ratings, pad: int, ties: str = "by_id", order: NDArray[np.int64] | None = None
+    ) -> Timeline | None:
         """The timeline of `ratings` (None without rating times); ties: "by_id" or
-        "unordered" (see the class doc)."""
+        "unordered" (see the class doc); order: `watch_order(ratings)`, if the caller has
+        it."""
         m = ratings.matrix
         if ratings.rated_at is None:
             return None
         n_users, n_movies = m.shape
         per_user = np.diff(m.indptr)
-        order = _watch_order(m.indptr, ratings.rated_at)
+        order = watch_order(ratings) if order is None else order
         cols = np.full(m.nnz + pad * (n_users + 1), n_movies, np.int32)
         index = np.int32 if len(cols) < 2**31 else np.int64
         # padded position of rating i of the watch order: i + pad * (its user's row + 1)
@@ -332,17 +347,19 @@ class Timeline:
 
     def after(
         self, rows: NDArray[np.int64], window: int
-    ) -> tuple[NDArray[np.int64], NDArray[np.int32]]:
+    ) -> tuple[NDArray[np.integer], NDArray[np.int32]]:
         """Next watchers of query columns rows (b,) against every movie, sparse: users who
         rated movie c 1 to `window` (<= pad) places after rows[i] (ties unordered: in the
-        `window` tie groups after the query's own, never in it). Returns keys (p,) int64
-        ascending, i << 32 | c, and their counts (p,) int32; pairs counting 0 are left out."""
+        `window` tie groups after the query's own, never in it). Returns keys (p,)
+        ascending, i * n_movies + c (uint32 when b * n_movies fits, else int64), and their
+        counts (p,) int32; pairs counting 0 are left out."""
         if window > self.pad:  # further would read into the next user's history
             raise ValueError(f"window {window} exceeds the timeline's padding {self.pad}")
         n_movies = self.starts.shape[0] - 1
         lo, hi = self.starts[rows], self.starts[rows + 1]
         at = self.where[_ranges(lo, hi)].astype(np.int64)
-        owner = np.repeat(np.arange(len(rows), dtype=np.int64) << 32, hi - lo)
+        kind = np.uint32 if len(rows) * n_movies < _SMALL_KEYS else np.int64  # sorts faster
+        owner = np.repeat(np.arange(len(rows), dtype=kind) * kind(n_movies), hi - lo)
         if self.group is not None:
             g = self.group[at].astype(np.int64)
             first = self.group_starts[g + 1].astype(np.int64)
@@ -354,9 +371,8 @@ class Timeline:
             owner = np.repeat(owner, window)
         real = cells < n_movies  # the pad holds no movie
         owner = owner[real]
-        owner |= cells[real]
-        keys, counts = np.unique(owner, return_counts=True)
-        return keys, counts.astype(np.int32)
+        owner += cells[real].astype(kind)
+        return _counted(owner)
 
     def rows(self, rows: NDArray[np.int64], window: int) -> NDArray[np.int64]:
         """`counts` against every movie: (b,) query columns -> (b, n_movies)."""
@@ -419,9 +435,20 @@ class Timeline:
         return cells
 
 
-def _watch_order(indptr: NDArray, rated_at: NDArray[np.int64]) -> NDArray[np.int64]:
-    """The permutation of a CSR's values (sorted columns within rows) into watch order: row by
-    row, by time, equal times by column. rated_at: (nnz,) aligned with the values."""
+def _counted(values: NDArray) -> tuple[NDArray, NDArray[np.int32]]:
+    """np.unique(values, return_counts=True), by one sort: several times faster on 10^5 to
+    10^6 integers, where np.unique's own path is slow."""
+    ordered = np.sort(values)
+    first = np.ones(len(ordered), np.bool_)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    at = np.flatnonzero(first)
+    return ordered[at], np.diff(np.append(at, len(ordered))).astype(np.int32)
+
+
+def watch_order(ratings: Ratings) -> NDArray[np.int64]:
+    """The permutation of ratings.matrix's values (sorted columns within rows) into watch
+    order: user by user, by time, equal times by column (needs ratings.rated_at)."""
+    indptr, rated_at = ratings.matrix.indptr, np.asarray(ratings.rated_at)
     n_users = len(indptr) - 1
     if not len(rated_at):
         return np.zeros(0, np.int64)
@@ -459,11 +486,13 @@ class Counts:
     def of(ratings: Ratings, settings: Settings) -> Counts:
         ties = settings.close_ties if settings.close_weight > 0 else None
         nexts = settings.next_weight > 0 or settings.next_pool > 0
+        timed = ratings.rated_at is not None and (ties is not None or nexts)
+        order = watch_order(ratings) if timed else None  # one sort for both
         return Counts(
             movie_ids=ratings.movie_ids,
-            watch=CoWatch.of(ratings, ties),
+            watch=CoWatch.of(ratings, ties, order),
             support=column_counts(ratings.matrix),
-            timeline=(Timeline.of(ratings, settings.next_window, settings.close_ties)
+            timeline=(Timeline.of(ratings, settings.next_window, settings.close_ties, order)
                       if nexts else None),
         )
 
@@ -507,24 +536,37 @@ def best_k(
     return out
 
 
-_COL = np.int64((1 << 32) - 1)  # the column part of a `Timeline.after` key
 _CAPPED = 64  # next-watcher counts told apart when choosing each row's n-th best
 
 
+def row_blocks(weights: NDArray[np.int64], cap: int) -> list[slice]:
+    """Consecutive slices of rows, each of at most BLOCK rows and at most `cap` total weight
+    (or one row), covering all len(weights) rows in order."""
+    ends = np.cumsum(weights)
+    bounds = [0]
+    while bounds[-1] < len(weights):
+        start = bounds[-1]
+        fits = int(np.searchsorted(ends, (ends[start - 1] if start else 0) + cap, "right"))
+        bounds.append(min(max(fits, start + 1), start + BLOCK))
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def next_counts(
-    keys: NDArray[np.int64], counts: NDArray[np.int32], cands: NDArray[np.int64]
+    keys: NDArray[np.integer], counts: NDArray[np.int32], cands: NDArray[np.int64],
+    n_movies: int,
 ) -> NDArray[np.int32]:
-    """The count of each (row i, column cands[i, j]) in the sparse `Timeline.after` result:
-    (b, m) int32, 0 where absent or cands is -1."""
-    want = (np.arange(len(cands), dtype=np.int64)[:, None] << 32) | np.maximum(cands, 0)
+    """The count of each (row i, column cands[i, j]) in the sparse `Timeline.after` result
+    (keys i * n_movies + c): (b, m) int32, 0 where absent or cands is -1."""
     if not len(keys):
         return np.zeros(cands.shape, np.int32)
+    want = np.arange(len(cands), dtype=np.int64)[:, None] * n_movies + np.maximum(cands, 0)
+    want = want.astype(keys.dtype)
     at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
     return np.where((keys[at] == want) & (cands >= 0), counts[at], 0).astype(np.int32)
 
 
 def next_pool(
-    keys: NDArray[np.int64], counts: NDArray[np.int32], cands: NDArray[np.int64],
+    keys: NDArray[np.integer], counts: NDArray[np.int32], cands: NDArray[np.int64],
     query_ids: NDArray[np.int64], movie_ids: NDArray[np.int64], allowed: NDArray[np.bool_],
     n: int,
 ) -> NDArray[np.int64]:
@@ -535,13 +577,14 @@ def next_pool(
     least one next watcher, never one in cands; equal counts go by the pair hash (as
     `order_rows`); -1 where fewer.
     """
-    b = len(cands)
-    keep = allowed[keys & _COL]
-    pooled = ((np.arange(b, dtype=np.int64)[:, None] << 32) | cands)[cands >= 0]
+    b, n_movies = len(cands), len(movie_ids)
+    owner, col = np.divmod(keys, keys.dtype.type(n_movies))
+    keep = allowed[col]
+    pooled = (np.arange(b, dtype=np.int64)[:, None] * n_movies + cands)[cands >= 0]
+    pooled = pooled.astype(keys.dtype)
     at = np.minimum(np.searchsorted(keys, pooled), max(len(keys) - 1, 0))
     keep[at[keys[at] == pooled] if len(keys) else at] = False
-    keys, counts = keys[keep], counts[keep]
-    owner = keys >> 32
+    owner, col, counts = owner[keep].astype(np.int64), col[keep].astype(np.int64), counts[keep]
     # each row's n-th count from a histogram of capped counts: only what is above it or tied
     # with it is ordered by the pair hash
     capped = np.minimum(counts, _CAPPED)
@@ -549,8 +592,8 @@ def next_pool(
     at_least = np.cumsum(at_least.reshape(b, _CAPPED + 1)[:, ::-1], axis=1)[:, ::-1]
     nth = (at_least >= n).sum(axis=1) - 1  # the highest count with n at or above it; -1: all
     keep = capped >= nth[owner]
-    owner, col, count = owner[keep], keys[keep] & _COL, counts[keep]
-    by = np.lexsort((tie_hash(query_ids[owner], movie_ids[col]), -count, owner))
+    owner, col, counts = owner[keep], col[keep], counts[keep]
+    by = np.lexsort((tie_hash(query_ids[owner], movie_ids[col]), -counts, owner))
     owner, col = owner[by], col[by]
     place = np.arange(len(owner)) - np.searchsorted(owner, owner)  # rank within the row
     out = np.full((b, n), -1, np.int64)
@@ -587,10 +630,8 @@ def rerank(
     q_cols = columns_of(movie_ids, candidates.movie_ids)
     n, m = candidates.neighbor_ids.shape
     threads = blas_threads() if threads is None else threads
-    blocks = [slice(s, s + BLOCK) for s in range(0, n, BLOCK)]
-
-    def run(work: Callable[[slice], None]) -> None:  # numpy's sorts and gathers release the GIL
-        if threads > 1 and len(blocks) > 1:
+    def run(work: Callable[[slice], None], blocks: list[slice]) -> None:
+        if threads > 1 and len(blocks) > 1:  # numpy's sorts and gathers release the GIL
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(work, blocks))
         else:
@@ -612,13 +653,20 @@ def rerank(
                               movie_ids, allowed, extra)
             every_cand[sl, m:] = added
             every_cos[sl, m:] = pair_scores(emb.vectors, q_cols[sl], added)
-        every_next[sl] = next_counts(keys, found, every_cand[sl])
+        every_next[sl] = next_counts(keys, found, every_cand[sl], len(movie_ids))
 
+    # the pools' counts, then the added candidates' in a second call: half the pairs at once
+    together = np.zeros((n, m + extra), np.int32)
+    every_near = np.zeros((n, m + extra), np.int32)
+    together[:, :m], every_near[:, :m] = counts.watch.counts(q_cols, every_cand[:, :m],
+                                                             window, threads)
     if timeline is not None:
-        run(add_next)
+        run(add_next, row_blocks(counts.support[q_cols], _NEXT_LOOKUPS))
+    if extra:
+        together[:, m:], every_near[:, m:] = counts.watch.counts(q_cols, every_cand[:, m:],
+                                                                 window, threads)
     every_valid = every_cand >= 0
     every_ids = np.where(every_valid, movie_ids[np.maximum(every_cand, 0)], -1)
-    together, every_near = counts.watch.counts(q_cols, every_cand, window, threads)
     ids = np.full((n, k), -1, np.int64)
     scores = np.full((n, k), -np.inf, np.float32)
     cosine = np.full((n, k), -np.inf, np.float32)
@@ -642,7 +690,7 @@ def rerank(
         close[sl, :kk] = np.take_along_axis(near, order, 1)
         nxt[sl, :kk] = np.take_along_axis(later, order, 1)
 
-    run(one)
+    run(one, [slice(s, s + BLOCK) for s in range(0, n, BLOCK)])
     missing = ids < 0
     scores[missing], cosine[missing] = -np.inf, -np.inf
     co[missing], close[missing], nxt[missing] = 0, 0, 0
