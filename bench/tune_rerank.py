@@ -9,7 +9,7 @@ to EASE's best HR@10 on the same validation events (its lambda picked on them to
 favours EASE). The table lists the grid points by their worst ratio
 over the datasets.
 
-    python bench/tune_rerank.py                   # ml-latest-small and ml-100k, ~2 minutes
+    python bench/tune_rerank.py                   # ml-latest-small and ml-100k, ~5 minutes
     python bench/tune_rerank.py --top 40
 """
 

@@ -279,16 +279,20 @@ def test_close_watchers_with_times_spanning_more_than_2_to_the_32_seconds():
 # --- close watchers with equal rating times unordered (close_ties="unordered") ---------------
 
 
-def brute_close_groups(histories: list[list[tuple[int, int]]], q: int, c: int, window: int) -> int:
-    """Users whose distinct rating times put q and c at most window tie groups apart."""
-    n = 0
+def group_gaps(histories: list[list[tuple[int, int]]], q: int, c: int) -> list[int]:
+    """Per user who rated both, how many tie groups (distinct times) c comes after q."""
+    gaps = []
     for h in histories:
         when = dict(h)
         if q in when and c in when:
             times = sorted(set(when.values()))
-            if abs(times.index(when[q]) - times.index(when[c])) <= window:
-                n += 1
-    return n
+            gaps.append(times.index(when[c]) - times.index(when[q]))
+    return gaps
+
+
+def brute_close_groups(histories: list[list[tuple[int, int]]], q: int, c: int, window: int) -> int:
+    """Users whose distinct rating times put q and c at most window tie groups apart."""
+    return sum(abs(gap) <= window for gap in group_gaps(histories, q, c))
 
 
 def test_unordered_ties_count_tie_groups_equal_to_a_brute_force_count():
@@ -357,14 +361,7 @@ def next_rows(tl: rerank.Timeline, rows: np.ndarray, window: int, n_movies: int)
 
 def brute_next_groups(histories: list[list[tuple[int, int]]], q: int, c: int, window: int) -> int:
     """Users who rated c 1 to `window` tie groups (distinct times) after q."""
-    n = 0
-    for h in histories:
-        when = dict(h)
-        if q in when and c in when:
-            times = sorted(set(when.values()))
-            if 1 <= times.index(when[c]) - times.index(when[q]) <= window:
-                n += 1
-    return n
+    return sum(1 <= gap <= window for gap in group_gaps(histories, q, c))
 
 
 def test_next_watchers_count_only_strictly_later_tie_groups():
