@@ -630,6 +630,7 @@ def rerank(
     q_cols = columns_of(movie_ids, candidates.movie_ids)
     n, m = candidates.neighbor_ids.shape
     threads = blas_threads() if threads is None else threads
+
     def run(work: Callable[[slice], None], blocks: list[slice]) -> None:
         if threads > 1 and len(blocks) > 1:  # numpy's sorts and gathers release the GIL
             with ThreadPoolExecutor(threads) as pool:
