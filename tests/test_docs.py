@@ -1,7 +1,8 @@
-"""The README's settings table follows `Settings`, and the docs' relative links resolve.
+"""The settings table (docs/settings.md) follows `Settings`, and the docs' relative links
+resolve.
 
 In the spirit of sqlite-utils' test_docs.py: a field added to `Settings` fails here until its
-README row has the `recs run` flag, the `RECS_*` name and the default. Reads files only.
+row has the `recs run` flag, the `RECS_*` name and the default. Reads files only.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from recs.cli import main
 from recs.core.settings import Settings, default_text
 
 README = ROOT / "README.md"
+SETTINGS = ROOT / "docs" / "settings.md"
 DOCS = [README, ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def settings_rows() -> dict[str, list[str]]:
-    """README settings rows by environment name: {RECS_X: [flag, env, default, meaning]}."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Settings", 1)[1].split("\n## ", 1)[0]
+    """Settings table rows by environment name: {RECS_X: [flag, env, default, meaning]}."""
     rows = {}
-    for line in section.splitlines():
+    for line in SETTINGS.read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 4:
             for env in re.findall(r"RECS_[A-Z0-9_]+", cells[1]):
@@ -37,18 +37,18 @@ def settings_rows() -> dict[str, list[str]]:
 def test_readme_settings_table(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = Settings.env_name(name)
     rows = settings_rows()
-    assert env in rows, f"README settings table has no row for {env} (Settings.{name})"
+    assert env in rows, f"docs/settings.md has no row for {env} (Settings.{name})"
     flag, _, default, meaning = rows[env]
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # the cache default as documented
     wanted = default_text(name)
     cell = default.replace("`", "").strip()
     assert cell == wanted or cell.startswith(wanted + " "), (
-        f"README row for {env}: default {default!r}, Settings says {wanted!r}"
+        f"settings row for {env}: default {default!r}, Settings says {wanted!r}"
     )
-    assert meaning, f"README row for {env} has no meaning"
+    assert meaning, f"settings row for {env} has no meaning"
     options = {p.name: p.opts[0] for p in main.commands["run"].params}
     assert flag.strip("`") == options.get(name, ""), (
-        f"README row for {env}: flag {flag!r}, `recs run` has {options.get(name)!r}"
+        f"settings row for {env}: flag {flag!r}, `recs run` has {options.get(name)!r}"
     )
 
 
