@@ -150,7 +150,7 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
                                                 settings.write_threads, target)
                 changes = write.write_changes(written, run_id, served)
                 if settings.precompress:
-                    write.precompress(written)
+                    write.precompress(written, settings.threads)
             with (stages("lancedb"), publish.environment_faults(db, "--db", out),
                   lease.db_lock(db, remote.get(db), run_id)):
                 table = store.write_table(db, settings.table, store.content_table(emb, movies))

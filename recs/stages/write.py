@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from recs.core.arrays import distinct, distinct_inverse
 from recs.core.types import Neighbors, RankedNeighbors
 
 log = logging.getLogger(__name__)
@@ -170,12 +171,6 @@ class SharedGenres:
     def __init__(self) -> None:
         self._seen: dict[tuple[str | None, str | None], list[str]] = {}
 
-    def __call__(self, query: str | None, neighbour: str | None) -> list[str]:
-        key = (query, neighbour)
-        if key not in self._seen:
-            self._seen[key] = common_genres(genre_list(query), genre_list(neighbour))
-        return self._seen[key]
-
     def of_pairs(
         self, movies: pa.Table, query_rows: np.ndarray, neighbour_rows: np.ndarray
     ) -> tuple[list[list[str]], np.ndarray]:
@@ -187,29 +182,16 @@ class SharedGenres:
         codes = np.fromiter((code.setdefault(g, len(code)) for g in genres), np.int64,
                             len(genres))
         distinct = list(code)
-        keys, at = _distinct_inverse(codes[query_rows] * len(distinct) + codes[neighbour_rows])
+        keys, at = distinct_inverse(codes[query_rows] * len(distinct) + codes[neighbour_rows])
         query, neighbour = np.divmod(keys, len(distinct))
         split = [genre_list(g) for g in distinct]
-        sets = [set(g) for g in split]
         seen, shared = self._seen, []
         for q, n in zip(query.tolist(), neighbour.tolist(), strict=True):
             key = (distinct[q], distinct[n])
-            if key not in seen:  # common_genres, with each string split once
-                seen[key] = [g for g in split[n] if g in sets[q]]
+            if key not in seen:
+                seen[key] = common_genres(split[q], split[n])
             shared.append(seen[key])
         return shared, at
-
-
-def _distinct_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values ascending, per value its index in them): np.unique's return_inverse
-    by one stable sort (see `_distinct` on numpy 2.4's np.unique)."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    first = np.ones(len(values), dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    at = np.empty(len(values), dtype=np.int64)
-    at[order] = np.cumsum(first) - 1
-    return ordered[first], at
 
 
 def catalogue_rows(movies: pa.Table, movie_ids: np.ndarray) -> np.ndarray:
@@ -632,7 +614,7 @@ class _Postings:
         row_of = np.repeat(np.arange(len(titles), dtype=np.int64), [len(ws) for ws in split])
         span = len(titles) + 1
         # one int64 per pair, ordered by (word, row); a word twice in a title counts once
-        word_of, self.rows = np.divmod(_distinct(word_of * span + row_of), span)
+        word_of, self.rows = np.divmod(distinct(word_of * span + row_of), span)
         self.word_start = np.searchsorted(word_of, np.arange(len(self.words) + 1))
         self.first = np.array([at[ws[0]] if ws else -1 for ws in split], dtype=np.int64)
         self._seen = np.zeros(len(titles), dtype=bool)
@@ -641,7 +623,7 @@ class _Postings:
         """Rows of the titles with a word in words[lo:hi], ascending."""
         rows = self.rows[self.word_start[lo] : self.word_start[hi]]
         if len(rows) * 16 < len(self._seen):  # few: sorting them beats a pass over every row
-            return _distinct(rows)
+            return distinct(rows)
         self._seen[rows] = True
         found = np.flatnonzero(self._seen)
         self._seen[found] = False
@@ -664,15 +646,6 @@ class _Postings:
                 else:
                     found.append([char, i, i + 1])
         return [(c, a, b) for c, a, b in found]
-
-
-def _distinct(values: np.ndarray) -> np.ndarray:
-    """The distinct values, ascending: np.unique without numpy 2.4's hash-based pass, which
-    was 75x slower on 3.4 million int64 here."""
-    ordered = np.sort(values)
-    if not len(ordered):
-        return ordered
-    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]
 
 
 def search_entry(movie_id: int, title: str, year: int | None) -> str:
