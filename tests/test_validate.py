@@ -144,6 +144,21 @@ def test_bad_input_names_file_line_and_problem(
         assert word in message, message
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "line", "words"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_INPUTS if "\n" in case[2]],
+)
+def test_bad_input_in_a_crlf_file(
+    tmp_path: Path, name: str, content: str, line: str, words: list[str]
+) -> None:
+    """The real MovieLens files end their lines with CRLF: the same messages, the value too."""
+    folder = make_folder(tmp_path, **{name: content.replace("\n", "\r\n")})
+    message = fails(folder)
+    assert message.startswith(f"{folder / (name + '.csv')} {line}:"), message
+    for word in words:
+        assert word in message, message
+
+
 @pytest.mark.parametrize("name", ["ratings", "movies", "links"])
 def test_missing_file(tmp_path: Path, name: str) -> None:
     folder = make_folder(tmp_path, **{name: None})

@@ -269,7 +269,10 @@ def check_rejects(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> None
 
 
 def _fields(csv_line: str) -> list[str]:
-    return next(csv.reader(io.StringIO(csv_line.splitlines()[0] if csv_line else "")), [])
+    """The fields of a rejected row's text. DuckDB gives a CRLF file's row with the previous
+    line's LF in front (as the MovieLens files are), so the first non-empty line is the row."""
+    row = next((line for line in (csv_line or "").splitlines() if line), "")
+    return next(csv.reader(io.StringIO(row)), [])
 
 
 def _utf8_line(path: Path, line: int) -> bool:
