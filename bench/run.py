@@ -41,7 +41,8 @@ at every size. The machine is shared, so absolute seconds drift; read the ratios
 run. Details and options: `bench/README.md`.
 
 - **bare floor**: `python -c "import duckdb, numpy, scipy, lancedb, pyarrow, pydantic, click"`,
-  interpreter start plus the job's imports; no run of the job can be faster.
+  interpreter start plus the job's imports, one after another. The job imports lancedb (most
+  of this floor) on a thread while it reads and computes, so part of the floor overlaps work.
 - **job wall s**, **job / bare floor**, **job peak RSS**: the job process from start to exit;
   peak RSS is `ru_maxrss` from `os.wait4`. **job k ratings/s**: input ratings per wall second.
 - **read floor s**: DuckDB alone parsing every column of `ratings.csv` once; the job's read

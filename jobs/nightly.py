@@ -116,6 +116,7 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
         previous = _manifest_of(previous_dir)
         # what the bucket serves is what changes.json compares against
         served = upload.remote_manifest(out_bucket, out_at) if out_bucket else previous
+        store.preload()  # lancedb's slow import overlaps fetch, read, embed and top-k
         with stages("fetch"):
             folder = data_folder(settings, remote.get(data_at) if data_at else None)
             files = dataset_files(folder)

@@ -27,12 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from lancedb.index import IvfFlat
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from recs.core.types import Embeddings, Neighbors
-from recs.stages.store import METRIC, batch_search, vector_table, write_table
+from recs.stages.store import add_ivf_index, batch_search, vector_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +280,7 @@ def ivf_table(folder: Path, emb: Embeddings, eligible: NDArray[np.bool_]) -> _Pr
     table = write_table(folder, "ivf", vector_table(listed))
     partitions, nprobes = ivf_shape(len(listed.movie_ids))
     started = time.perf_counter()
-    # with a config, create_index names the column; a metric passed beside it fails
-    table.create_index("vector", config=IvfFlat(distance_type=METRIC, num_partitions=partitions))
+    add_ivf_index(table, partitions)
     log.info("ivf: %d partitions over %d movies in %.2f s, %d probed per query (approximate)",
              partitions, len(listed.movie_ids), time.perf_counter() - started, nprobes)
     return _Probed(table, nprobes)

@@ -1,32 +1,69 @@
-"""The movie embeddings in LanceDB: the `Content` row model, writing the table, querying it."""
+"""The movie embeddings in LanceDB: the `Content` row model, writing the table, querying it.
+
+The only module that imports lancedb, and it does so on first use (`lance`), not at the top:
+importing lancedb costs about 3 s of CPU (its REST client builds a pydantic validator for
+every endpoint), as much as every other import of the job together. The job calls `preload`
+first, so that the import runs on a thread while read, embed and top-k compute, and the first
+function here that needs lancedb waits for it.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
+import threading
 import time
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.pydantic import LanceModel, Vector
 from numpy.typing import NDArray
 
 from recs.core.errors import InputError
 from recs.core.location import BucketURI, Location, lance_storage_options
 from recs.core.types import Embeddings
 
+if TYPE_CHECKING:
+    from lancedb.pydantic import LanceModel
+
 log = logging.getLogger(__name__)
 
 METRIC = "cosine"  # vectors are unit length; LanceDB returns 1 - cos as `_distance`
 
 
+def lance() -> ModuleType:
+    """lancedb, with its `pydantic` and `index` modules (imported here: see the module notes).
+    While `preload`'s thread is importing it, this waits for that import to finish."""
+    import lancedb.index
+    import lancedb.pydantic
+
+    return lancedb
+
+
+def preload() -> None:
+    """Start importing lancedb on a thread, unless it is imported already. Most of the job's
+    early work runs outside the interpreter lock (DuckDB, BLAS, numpy), so the import mostly
+    fills the other core. A failed import is left for `lance` to raise where it is needed."""
+    if "lancedb" not in sys.modules:
+        threading.Thread(target=_import_quietly, name="recs-import-lancedb", daemon=True).start()
+
+
+def _import_quietly() -> None:
+    try:
+        lance()
+    except Exception:  # noqa: BLE001  (raised again, with its traceback, by the first use)
+        log.debug("importing lancedb on a thread failed", exc_info=True)
+
+
 def content_model(dim: int) -> type[LanceModel]:
     """The `Content` row model for vectors of `dim` floats."""
+    pydantic = lance().pydantic
 
-    class Content(LanceModel):
+    class Content(pydantic.LanceModel):
         movie_id: int
-        vector: Vector(dim)  # type: ignore[valid-type]
+        vector: pydantic.Vector(dim)  # type: ignore[valid-type]
         genres: str
         title: str
         imdb_id: int | None
@@ -60,8 +97,8 @@ def connect(db: Location):
     """The LanceDB database at `db`: a local folder, or a bucket prefix (credentials and
     endpoint from the AWS variables, see lance_storage_options)."""
     if isinstance(db, BucketURI):
-        return lancedb.connect(str(db), storage_options=lance_storage_options())
-    return lancedb.connect(str(db))
+        return lance().connect(str(db), storage_options=lance_storage_options())
+    return lance().connect(str(db))
 
 
 def write_table(db: Location, name: str, rows: pa.Table):
@@ -79,6 +116,13 @@ def write_table(db: Location, name: str, rows: pa.Table):
         rows.num_rows, db, name, table.version, time.perf_counter() - started,
     )
     return table
+
+
+def add_ivf_index(table, partitions: int) -> None:
+    """An IVF_FLAT cosine index over the table's `vector` column, in `partitions` partitions."""
+    # with a config, create_index names the column; a metric passed beside it fails
+    config = lance().index.IvfFlat(distance_type=METRIC, num_partitions=partitions)
+    table.create_index("vector", config=config)
 
 
 def batch_search(
