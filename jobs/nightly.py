@@ -128,10 +128,14 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
                 check_size(ratings, settings.dim, settings.top_k)
             with stages("embed"):
                 emb = embed(ratings, settings)
-            lists = _lists(executor, ratings, emb, settings, stages, progress)
-            report.counts.update(_input_counts(ratings, movies, emb, lists))
+            with stages("prepare"):
+                prep = recipe.prepare(ratings, emb, settings)
+            sizes, pairs, notes = _sizes(ratings), data.last_pairs, data.problems
+            del data, ratings  # prepare was the last use of the ratings (400 MB at 25M)
+            lists = _lists(executor, prep, settings, stages, progress)
+            del prep  # the co-watch counts and the timeline, freed before the files are written
+            report.counts.update(_input_counts(sizes, movies, emb, lists))
             with stages("quality"):
-                pairs = data.last_pairs
                 figures = metrics.gate(pairs["query_id"], pairs["target_id"], lists,
                                        settings.min_hr)
                 report.quality = monitor.figures(figures, settings.min_hr)
@@ -162,9 +166,9 @@ def _run(settings: Settings, report: monitor.RunReport, progress: Progress | Non
                 "seconds": round(time.perf_counter() - t0, 4),
                 "source": {"data": settings.data, "folder": str(folder), "files": inputs},
                 "settings": settings.model_dump(mode="json"),
-                "counts": _counts(ratings, movies, emb, lists, changes, written),
+                "counts": _counts(sizes, movies, emb, lists, changes, written),
                 "quality": figures,
-                "input_notes": [p.as_dict() for p in data.problems],
+                "input_notes": [p.as_dict() for p in notes],
                 "lancedb": {"db": str(db), "table": settings.table,
                             "version": table.version},
                 "versions": _versions(),
@@ -255,10 +259,13 @@ def out_lease(bucket: Bucket | None, run_id: str) -> Iterator[lease.Lease | None
 
 
 
-def _input_counts(ratings, movies, emb, lists) -> dict[str, int]:
+def _sizes(ratings: Ratings) -> dict[str, int]:
+    return {"ratings": int(ratings.matrix.nnz), "users": int(ratings.matrix.shape[0])}
+
+
+def _input_counts(sizes: dict[str, int], movies, emb, lists) -> dict[str, int]:
     return {
-        "ratings": int(ratings.matrix.nnz),
-        "users": int(ratings.matrix.shape[0]),
+        **sizes,
         "movies": movies.num_rows,
         "movies_embedded": len(emb.movie_ids),
         "lists": len(lists.movie_ids),
@@ -266,9 +273,9 @@ def _input_counts(ratings, movies, emb, lists) -> dict[str, int]:
     }
 
 
-def _counts(ratings, movies, emb, lists, changes, written: write.FileLog) -> dict[str, int]:
+def _counts(sizes, movies, emb, lists, changes, written: write.FileLog) -> dict[str, int]:
     return {
-        **_input_counts(ratings, movies, emb, lists),
+        **_input_counts(sizes, movies, emb, lists),
         "lists_added": len(changes["added"]),
         "lists_removed": len(changes["removed"]),
         "lists_changed": len(changes["changed"]),
@@ -278,14 +285,10 @@ def _counts(ratings, movies, emb, lists, changes, written: write.FileLog) -> dic
 
 
 def _lists(
-    executor: Executor, ratings: Ratings, emb: Embeddings, settings: Settings, stages: Stages,
+    executor: Executor, prep: recipe.Prepared, settings: Settings, stages: Stages,
     progress: Progress | None,
 ) -> RankedNeighbors:
-    """Every listed movie's ranked neighbours, sorted by movie id. The recipe's inputs (the
-    co-watch counts and the timeline: after the ratings, the run's largest arrays) are freed
-    on return, before the files are written."""
-    with stages("prepare"):
-        prep = recipe.prepare(ratings, emb, settings)
+    """Every listed movie's ranked neighbours, sorted by movie id."""
     if executor.name == "local":  # the reference path, unchanged
         with stages("neighbors"):
             pools = recipe.candidates(prep, settings, progress=progress)
