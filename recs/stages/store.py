@@ -53,7 +53,7 @@ def preload() -> None:
 def _import_quietly() -> None:
     try:
         lance()
-    except Exception:  # noqa: BLE001  (raised again, with its traceback, by the first use)
+    except Exception:  # raised again, with its traceback, where lancedb is first used
         log.debug("importing lancedb on a thread failed", exc_info=True)
 
 
