@@ -13,8 +13,11 @@ from helpers import REPO
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    """`code` run by a fresh interpreter, which must exit 0."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def lancedb_importers() -> list[str]:
@@ -36,8 +39,7 @@ def test_only_the_store_imports_lancedb() -> None:
 def test_importing_the_job_leaves_lancedb_for_later() -> None:
     code = ("import sys\nimport recs.cli, recs.jobs.nightly, recs.stages.store\n"
             "assert 'lancedb' not in sys.modules, 'lancedb was imported'\n")
-    done = run_python(code)
-    assert done.returncode == 0, done.stderr
+    run_python(code)
 
 
 @pytest.mark.slow
@@ -53,8 +55,7 @@ def test_preload_imports_lancedb_on_a_thread_and_the_first_use_waits_for_it() ->
         "store.preload()  # imported already: no second thread\n"
         "assert threading.active_count() <= before\n"
     )
-    done = run_python(code)
-    assert done.returncode == 0, done.stderr
+    run_python(code)
 
 
 @pytest.mark.slow
@@ -75,6 +76,5 @@ def test_a_failed_import_on_the_thread_is_raised_where_lancedb_is_used() -> None
         "    print('raised:', err)\n"
     )
     done = run_python(code)
-    assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "raised: lancedb is broken here"
     assert "Traceback" not in done.stderr  # the thread's failure is not printed
