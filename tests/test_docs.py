@@ -34,7 +34,7 @@ def settings_rows() -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("name", list(Settings.model_fields))
-def test_readme_settings_table(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_table(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = Settings.env_name(name)
     rows = settings_rows()
     assert env in rows, f"docs/settings.md has no row for {env} (Settings.{name})"

@@ -12,7 +12,7 @@ from recs.core.settings import Settings
 from recs.core.types import Ratings
 from recs.quality.evaluate import recipe_lists
 from recs.stages.embed import BlockedProducts, embed, movie_vectors, svd_input, truncated_svd
-from recs.stages.recipe import eligible
+from recs.stages.rerank import Counts, listed
 
 
 def two_groups(seed: int = 0) -> Ratings:
@@ -55,7 +55,9 @@ def test_min_support_decides_who_gets_lists_and_who_appears():
     dense = np.array([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 0, 1]], np.float32)
     ratings = Ratings(sparse.csr_array(dense), np.arange(3), np.array([5, 6, 7, 8]))
     settings = Settings(min_support=2)
-    assert eligible(ratings, settings).tolist() == [True, True, False, False]
+    # as recipe.prepare decides it, from the counts it builds
+    assert listed(Counts.of(ratings, settings).support, settings).tolist() == [
+        True, True, False, False]
 
 
 # --- the SVD itself -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import re
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from helpers import REPO, schema_validator
 
@@ -224,6 +225,18 @@ def test_same_titles_same_bytes(tmp_path):
     first = write.search_files(entries(titles), 10, 5)
     assert write.search_files(entries(titles), 10, 5) == first
     assert [p for p, _ in first] == sorted(p for p, _ in first)
+
+
+def test_index_json_is_dumps_of_its_entries_and_shares_them_with_the_shards():
+    titles = {**TITLES, 8: 'Quote "this" \\ é\u2028 (2003)', 9: "No year"}
+    ids = np.array(sorted(titles))
+    movies = pa.table({"movie_id": pa.array(ids, pa.int64()),
+                       "title": [titles[m] for m in ids],
+                       "year": pa.array([e["year"] for e in entries(titles)], pa.int64())})
+    raw, index, files = write.json_index(movies, ids)
+    assert index == entries(titles)
+    assert raw == write.dumps({"version": 1, "movies": index})
+    assert files == write.search_files(index)
 
 
 def test_write_search_index_logs_every_file(tmp_path):

@@ -22,15 +22,20 @@ def test_decimal_texts_are_repr_of_the_value_rounded_to_4_decimals() -> None:
         (rng.uniform(0, 40, 50_000)).astype(np.float32),
         np.array(edges, np.float32),
     ])
-    expected = [repr(v) for v in np.round(values.astype(np.float64), 4).tolist()]
+    rounded = np.round(values.astype(np.float64), 4)
+    expected = [repr(v) for v in rounded.tolist()]
     assert write.decimal_texts(values).to_pylist() == expected
+    short = write.short_decimals(rounded)  # the spliced path, not the repr fallback
+    assert short is not None and short.to_pylist() == expected
 
 
 @pytest.mark.parametrize("odd", [np.inf, -np.inf, np.nan, 3e38])
 def test_decimal_texts_of_values_without_a_short_decimal_fall_back_to_repr(odd) -> None:
     values = np.array([0.25, odd, -1.5], np.float32)
-    expected = [repr(v) for v in np.round(values.astype(np.float64), 4).tolist()]
+    rounded = np.round(values.astype(np.float64), 4)
+    expected = [repr(v) for v in rounded.tolist()]
     assert write.decimal_texts(values).to_pylist() == expected
+    assert write.short_decimals(rounded) is None  # the repr fallback, not the spliced path
 
 
 def _files(root: Path, n: int) -> FileLog:

@@ -25,7 +25,6 @@ from numpy.typing import NDArray
 from recs.core.settings import Settings
 from recs.core.types import Embeddings, Neighbors, RankedNeighbors, Ratings
 from recs.stages import neighbors, rerank
-from recs.stages.embed import column_counts
 
 Progress = Callable[[int], None]
 
@@ -46,18 +45,13 @@ class Prepared:
     pool: int
 
 
-def eligible(ratings: Ratings, settings: Settings) -> NDArray[np.bool_]:
-    """Movies with at least settings.min_support ratings: (n_movies,) bool, in the order of
-    ratings.movie_ids. They are the movies that get a list and the only ones listed."""
-    return column_counts(ratings.matrix) >= settings.min_support
-
-
 def prepare(ratings: Ratings, emb: Embeddings, settings: Settings) -> Prepared:
     """The inputs every range shares; emb must cover ratings.movie_ids, in the same order."""
-    ok = eligible(ratings, settings)
+    counts = rerank.Counts.of(ratings, settings)
+    ok = rerank.listed(counts.support, settings)  # counts.support: the ratings per movie
     return Prepared(
         emb=emb,
-        counts=rerank.Counts.of(ratings, settings),
+        counts=counts,
         eligible=ok,
         queries=np.flatnonzero(ok),
         pool=max(min(settings.pool, int(ok.sum()) - 1), 1),  # the query itself is never a candidate

@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from recs.core.arrays import distinct_counts
+from recs.core.arrays import distinct, distinct_counts
 from recs.core.ranking import order_rows, tie_hash
 from recs.core.settings import Settings
 from recs.core.types import Embeddings, Neighbors, RankedNeighbors, Ratings
@@ -184,11 +184,11 @@ class CoWatch:
         lookups = np.cumsum(self.support[other])
         # stretches of pairs with one hub; a hub with more than _LOOKUPS lookups is cut into
         # several, so no chunk copies many more than _LOOKUPS raters (memory)
-        bounds = np.unique(np.r_[np.flatnonzero(np.r_[True, hub[1:] != hub[:-1]]), len(hub),
-                                 np.flatnonzero(np.diff(lookups // _LOOKUPS)) + 1])
+        bounds = distinct(np.r_[np.flatnonzero(np.r_[True, hub[1:] != hub[:-1]]), len(hub),
+                                np.flatnonzero(np.diff(lookups // _LOOKUPS)) + 1])
         done = lookups[bounds[1:] - 1]  # lookups up to each run's end
         cuts = np.searchsorted(done, np.arange(_LOOKUPS, done[-1], _LOOKUPS)) + 1
-        chunks = np.unique(np.r_[0, np.minimum(cuts, len(done)), len(done)])  # stretches
+        chunks = distinct(np.r_[0, np.minimum(cuts, len(done)), len(done)])  # stretches
         share = np.searchsorted(done[chunks[1:] - 1], np.arange(1, threads) * done[-1] / threads)
         runs = [run for run in np.array_split(np.arange(len(chunks) - 1), np.unique(share + 1))
                 if len(run)]
@@ -422,17 +422,12 @@ class Timeline:
         g = self.group[at].astype(np.int64)
         first = self.group_starts[g - window].astype(np.int64)
         last = self.group_starts[g + window + 1].astype(np.int64)
-        reach = np.cumsum(last - first)
-        cells, start = [], 0
-        while start < len(at):  # chunks of about _CLOSE_CHUNK places looked up
-            base = reach[start - 1] if start else 0
-            stop = max(int(np.searchsorted(reach, base + _CLOSE_CHUNK, "right")), start + 1)
-            sl = slice(start, stop)
+        cells = []
+        for sl in row_blocks(last - first, _CLOSE_CHUNK, most=len(at)):  # _CLOSE_CHUNK places
             near = slot[self.cols[_ranges(first[sl], last[sl])]]
             mine = np.repeat(owner[sl], last[sl] - first[sl])
             near += mine
             cells.append(near[near >= mine])  # slot -1: dropped
-            start = stop
         return cells
 
 
@@ -476,7 +471,7 @@ class Counts:
     @staticmethod
     def of(ratings: Ratings, settings: Settings) -> Counts:
         ties = settings.close_ties if settings.close_weight > 0 else None
-        nexts = settings.next_weight > 0 or settings.next_pool > 0
+        nexts = next_on(settings)
         timed = ratings.rated_at is not None and (ties is not None or nexts)
         order = watch_order(ratings) if timed else None  # one sort for both
         return Counts(
@@ -486,6 +481,17 @@ class Counts:
             timeline=(Timeline.of(ratings, settings.next_window, settings.close_ties, order)
                       if nexts else None),
         )
+
+
+def next_on(settings: Settings) -> bool:
+    """Whether the next watchers count: in the score, or to widen the pools."""
+    return settings.next_weight > 0 or settings.next_pool > 0
+
+
+def listed(support: NDArray[np.int64], settings: Settings) -> NDArray[np.bool_]:
+    """The movies with at least settings.min_support ratings, from their (n_movies,) counts:
+    the movies that get a list and the only ones listed."""
+    return support >= settings.min_support
 
 
 def columns_of(movie_ids: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -530,15 +536,15 @@ def best_k(
 _CAPPED = 64  # next-watcher counts told apart when choosing each row's n-th best
 
 
-def row_blocks(weights: NDArray[np.int64], cap: int) -> list[slice]:
-    """Consecutive slices of rows, each of at most BLOCK rows and at most `cap` total weight
+def row_blocks(weights: NDArray[np.integer], cap: int, most: int = BLOCK) -> list[slice]:
+    """Consecutive slices of rows, each of at most `most` rows and at most `cap` total weight
     (or one row), covering all len(weights) rows in order."""
     ends = np.cumsum(weights)
     bounds = [0]
     while bounds[-1] < len(weights):
         start = bounds[-1]
         fits = int(np.searchsorted(ends, (ends[start - 1] if start else 0) + cap, "right"))
-        bounds.append(min(max(fits, start + 1), start + BLOCK))
+        bounds.append(min(max(fits, start + 1), start + most))
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
@@ -616,7 +622,8 @@ def rerank(
     """
     started = time.perf_counter()
     window = settings.close_window if settings.close_weight > 0 else 0
-    timeline = counts.timeline
+    # counts built for wider settings (the tuner's) may carry a timeline these leave unused
+    timeline = counts.timeline if next_on(settings) else None
     extra = settings.next_pool if timeline is not None else 0
     if extra and emb is None:
         raise ValueError("next_pool adds candidates: rerank needs their embeddings (emb)")
@@ -640,7 +647,7 @@ def rerank(
     every_cos = np.full((n, m + extra), -np.inf, np.float32)
     every_cos[:, :m] = candidates.scores
     every_next = np.zeros((n, m + extra), np.int32)
-    allowed = counts.support >= settings.min_support
+    allowed = listed(counts.support, settings)
 
     def add_next(sl: slice) -> None:  # rows `sl` of the every_* arrays, nothing shared
         keys, found = timeline.after(q_cols[sl], settings.next_window)

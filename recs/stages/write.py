@@ -91,8 +91,7 @@ class FileLog:
 
     def link(self, rel: str, existing: str) -> None:
         """A second name for a file already written (same bytes, no second write)."""
-        os.link(f"{self.root}/{existing}", f"{self.root}/{rel}", follow_symlinks=False)
-        self.files[rel] = dict(self.files[existing])
+        self.link_many([(rel, existing)], threads=1)
 
     def link_many(self, names: Iterable[tuple[str, str]], threads: int = 4) -> None:
         """`link` for many (rel, existing) pairs at once, the system calls on `threads`
@@ -475,7 +474,7 @@ def iter_movie_payloads(
         data = texts.buffers()[2].to_pybytes()
         for mid, start, stop in zip(lists.movie_ids[lo:hi].tolist(), offsets[:-1].tolist(),
                                     offsets[1:].tolist(), strict=True):
-            yield f"{_MOVIES}{mid}.json", data[start:stop]
+            yield movie_file(mid), data[start:stop]
 
 
 PAYLOAD_CHUNK = 2048  # lists spliced per step: a few MB of text
@@ -499,11 +498,20 @@ def decimal_texts(values: np.ndarray) -> pa.Array:
     ('0' if none), '-' before a negative value or -0.0. Other values (inf, nan, huge) are
     formatted by repr."""
     rounded = np.round(values.astype(np.float64), 4)
+    short = short_decimals(rounded)
+    if short is not None:
+        return short
+    return pa.array([repr(v) for v in rounded.tolist()], pa.string())
+
+
+def short_decimals(rounded: np.ndarray) -> pa.Array | None:
+    """`decimal_texts` of values already rounded to 4 decimals, spliced by Arrow; None unless
+    every value is k / 10^4 exactly (|k| < 10^15)."""
     with np.errstate(invalid="ignore"):
         steps = np.rint(rounded * 1e4)
         exact = np.isfinite(steps) & (np.abs(steps) < 1e15) & (steps / 1e4 == rounded)
     if not exact.all():
-        return pa.array([repr(v) for v in rounded.tolist()], pa.string())
+        return None
     whole, fraction = np.divmod(np.abs(steps).astype(np.int64), 10_000)
     sign = pa.array(np.signbit(rounded)).cast(pa.int8())
     return pc.binary_join_element_wise(
@@ -534,7 +542,7 @@ def imdb_aliases(movies: pa.Table, movie_ids: np.ndarray) -> dict[str, str]:
     imdb_folder = f"{JSON_ROOT.as_posix()}/imdb/"
     for mid, imdb in zip(movie_ids.tolist(), imdb_ids, strict=True):
         if imdb is not None:
-            aliases.setdefault(f"{imdb_folder}{imdb_key(imdb)}.json", f"{_MOVIES}{mid}.json")
+            aliases.setdefault(f"{imdb_folder}{imdb_key(imdb)}.json", movie_file(mid))
     return aliases
 
 
@@ -552,7 +560,9 @@ def json_index(
     listed = movies.take(catalogue_rows(movies, movie_ids))
     index = [{"movie_id": m, "title": title, "year": year} for m, title, year in zip(
         movie_ids.tolist(), listed["title"].to_pylist(), listed["year"].to_pylist(), strict=True)]
-    return dumps({"version": 1, "movies": index}), index, search_files(index)
+    frags = [search_entry(e["movie_id"], e["title"], e["year"]) for e in index]
+    text = '{"version":1,"movies":[' + ",".join(frags) + "]}"  # dumps of it, spliced
+    return text.encode(), index, search_files(index, frags=frags)
 
 
 def _write_index(
@@ -656,10 +666,12 @@ def search_entry(movie_id: int, title: str, year: int | None) -> str:
 
 
 def search_files(
-    entries: list[dict[str, Any]], leaf: int = SEARCH_LEAF, head: int = SEARCH_HEAD
+    entries: list[dict[str, Any]], leaf: int = SEARCH_LEAF, head: int = SEARCH_HEAD,
+    frags: list[str] | None = None,
 ) -> list[tuple[str, bytes]]:
     """(path, bytes) of every search shard and page for `entries` (index.json's movies:
-    movie_id, title, year; ascending movie_id), in path order.
+    movie_id, title, year; ascending movie_id), in path order. frags: each entry's
+    `search_entry` text, if already made.
 
     Shard: {"key", "count", "children", "pages", "movies"}: `count` titles have a word
     starting with `key`; `movies` lists all of them (count <= leaf, or at SEARCH_DEPTH) or the
@@ -668,7 +680,8 @@ def search_files(
     page files hold the titles no child holds. Page: {"key", "page", "movies"}, by movie id.
     A title with no letter or digit is in no shard.
     """
-    frags = [search_entry(e["movie_id"], e["title"], e["year"]) for e in entries]
+    if frags is None:
+        frags = [search_entry(e["movie_id"], e["title"], e["year"]) for e in entries]
     postings = _Postings([e["title"] for e in entries])
     files: list[tuple[str, bytes]] = []
     todo = [("", 0, len(postings.words))]  # (key, lo, hi): words[lo:hi] start with key
